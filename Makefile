@@ -1,0 +1,57 @@
+# avatarium-lab: `make demo` serves the demo page on the embedded defaults; `make test` runs the whole suite.
+# Both create/update .venv themselves and are fast when nothing changed (stamp files under .venv/).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+BUNDLE := avatarium_lab/widgets/static/avatar_view.js
+JS_SRC := $(wildcard js/src/*.js) js/package.json js/package-lock.json
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# llama-cpp-python compiles from source (~11 min on 2 cores) the first time; pip keeps the built wheel in its
+# cache, so later installs take seconds.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: demo test install install-test js system-deps lint bench clean
+
+demo: install $(BUNDLE)
+	$(VENV)/bin/avatarium demo $(if $(CONFIG),--config $(CONFIG))
+
+test: install-test $(BUNDLE) system-deps
+	$(VENV)/bin/ruff check avatarium_lab tests benchmarks
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.stamp-install
+install-test: $(VENV)/.stamp-test
+js: $(BUNDLE)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.stamp-install: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	@touch $@
+
+$(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-install
+	$(PIP) install -e '.[test]'
+	@touch $@
+
+# The front-end: three.js + GLTFLoader + our module, bundled by esbuild into one ES module from the lock file.
+$(BUNDLE): $(JS_SRC)
+	cd js && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# Headless Chromium for the browser tests (Playwright drives the system browser; it never downloads one).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+lint: install-test
+	$(VENV)/bin/ruff check avatarium_lab tests benchmarks
+
+bench: install $(BUNDLE)
+	$(PY) benchmarks/turn_latency.py
+
+clean:
+	rm -rf $(VENV) js/node_modules $(BUNDLE) test-artifacts .pytest_cache

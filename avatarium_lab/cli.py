@@ -1,0 +1,141 @@
+"""The ``avatarium`` command line: run a turn, list personas, serve the demo page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+from typing import Sequence
+
+from .errors import AvatariumError
+
+APP_DIR = Path(__file__).resolve().parent / "app"
+
+
+def _pipeline(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep --help fast
+    from .pipeline import Pipeline
+
+    overrides = {}
+    if getattr(args, "persona", None):
+        overrides["persona"] = args.persona
+    if getattr(args, "voice", None):
+        overrides["voice.id"] = args.voice
+    if getattr(args, "max_tokens", None):
+        overrides["provider.max_tokens"] = args.max_tokens
+    return Pipeline.from_config(args.config, **overrides)
+
+
+def cmd_turn(args: argparse.Namespace) -> int:
+    from .events import Audio, TextDelta, latency_breakdown
+
+    pipeline = _pipeline(args)
+    pipeline.warm()
+    events = []
+    for ev in pipeline.stream(args.text, conversation=None):
+        events.append(ev)
+        if args.json:
+            data = ev.to_dict()
+            if args.omit_audio and isinstance(ev, Audio):
+                data["pcm"] = None
+            print(json.dumps(data, ensure_ascii=False), flush=True)
+        elif isinstance(ev, TextDelta):
+            print(ev.text, end="", flush=True)
+    breakdown = latency_breakdown(events)
+    error = next((e for e in events if e.type == "error"), None)
+    if args.json:
+        print(json.dumps({"type": "latency_breakdown", **breakdown.as_ms()}), flush=True)
+    else:
+        print()
+        counts: dict[str, int] = {}
+        for ev in events:
+            counts[ev.type] = counts.get(ev.type, 0) + 1
+        print("events: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+        for key, value in breakdown.as_ms().items():
+            print(f"  {key:<28} {'-' if value is None else f'{value:8.1f}'}")
+        if error is not None:
+            print(f"error [{error.code}]: {error.message}", file=sys.stderr)
+    if args.save_wav:
+        from .pipeline import TurnResult
+
+        result = TurnResult(events)
+        with wave.open(str(args.save_wav), "wb") as wf:
+            wf.setnchannels(1)
+            wf.setsampwidth(2)
+            wf.setframerate(result.sample_rate)
+            wf.writeframes(result.audio.tobytes())
+    return 1 if error is not None else 0
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    from .personality import list_personas, load_persona
+
+    personas = [load_persona(p) for p in list_personas()]
+    if args.json:
+        print(json.dumps([p.model_dump(mode="json") for p in personas], indent=2))
+    else:
+        for p in personas:
+            print(f"{p.id:<22} {p.name:<8} voice={p.voice.id:<18} {p.description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.config:
+        env["AVATARIUM_CONFIG"] = str(Path(args.config).resolve())
+    url = f"http://{args.address}:{args.port}/app"
+    print(f"Avatarium demo: {url}  (Ctrl+C to stop)", flush=True)
+    cmd = [sys.executable, "-m", "panel", "serve", str(APP_DIR), "--address", args.address, "--port",
+           str(args.port), "--allow-websocket-origin", f"{args.address}:{args.port}", "--num-procs", "1"]
+    if args.address == "127.0.0.1":
+        cmd += ["--allow-websocket-origin", f"localhost:{args.port}"]
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avatarium", description="avatarium-lab: talking 3D avatar workbench")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    turn = sub.add_parser("turn", help="run one conversation turn and print its events and latency")
+    turn.add_argument("text")
+    turn.add_argument("--config", type=Path, default=None, help="configuration YAML (default: the default one)")
+    turn.add_argument("--persona", default=None, help="override the configuration's persona")
+    turn.add_argument("--voice", default=None, help="override the voice id, e.g. espeak:en-gb+m3")
+    turn.add_argument("--max-tokens", type=int, default=None)
+    turn.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    turn.add_argument("--omit-audio", action="store_true", help="with --json: leave audio bytes out (pcm: null)")
+    turn.add_argument("--save-wav", type=Path, default=None, help="write the reply's audio to a WAV file")
+    turn.set_defaults(func=cmd_turn)
+
+    personas = sub.add_parser("personas", help="list the built-in personas")
+    personas.add_argument("--json", action="store_true")
+    personas.set_defaults(func=cmd_personas)
+
+    demo = sub.add_parser("demo", help="serve the Panel demo page")
+    demo.add_argument("--config", type=Path, default=None)
+    demo.add_argument("--address", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=5006)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        return args.func(args)
+    except AvatariumError as exc:
+        print(f"avatarium: error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Personas: who the avatar is (system prompt, speaking style, default voice, emotion and gesture tendencies).
+
+Built-in personas are YAML files in ``personality/personas/``; any YAML file path with the same fields works
+too. ``emotion_cue`` is the persona's post-processing of each spoken sentence: it reads the sentence for
+emotional cues and scales them by the persona's expressiveness, on top of its resting emotion.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError, UnknownPersona
+
+PERSONA_DIR = Path(__file__).resolve().parent / "personas"
+EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "thinking")
+
+
+class PersonaVoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = "espeak:en-us"
+    rate: int = Field(default=175, ge=80, le=450)
+    pitch: int = Field(default=50, ge=0, le=100)
+
+
+class PersonaEmotion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: str = "neutral"
+    intensity: float = Field(default=0.0, ge=0.0, le=1.0)
+    expressiveness: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class Persona(BaseModel):
+    """One personality."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str
+    description: str = ""
+    system_prompt: str = Field(min_length=1)
+    style: tuple[str, ...] = ()
+    voice: PersonaVoice = PersonaVoice()
+    emotion: PersonaEmotion = PersonaEmotion()
+    gestures: tuple[str, ...] = ()
+
+    def system_message(self) -> str:
+        """The full system prompt sent to the model: identity, then the speaking-style rules."""
+        if not self.style:
+            return self.system_prompt
+        return self.system_prompt.strip() + " " + " ".join(s.strip() for s in self.style)
+
+    def emotion_cue(self, sentence: str) -> tuple[str, float]:
+        """The emotion to show while ``sentence`` is spoken, and its intensity (0..1)."""
+        cue = _sentence_emotion(sentence)
+        if cue is None:
+            return self.emotion.default, self.emotion.intensity
+        name, strength = cue
+        return name, min(1.0, max(self.emotion.intensity, strength * self.emotion.expressiveness))
+
+
+_CUES: tuple[tuple[str, re.Pattern[str], float], ...] = (
+    ("sad", re.compile(r"\b(sorry|sad|unfortunately|regret|miss(ed)?|lost|alas)\b", re.I), 0.8),
+    ("angry", re.compile(r"\b(angry|furious|unacceptable|outrageous)\b", re.I), 0.7),
+    ("surprised", re.compile(r"\b(wow|whoa|oh|amazing|incredible|imagine|suddenly)\b", re.I), 0.8),
+    ("happy", re.compile(r"\b(great|glad|happy|wonderful|love|fun|delight\w*|welcome|hello|hi)\b|!", re.I), 0.8),
+    ("thinking", re.compile(r"\?|\b(perhaps|maybe|let me think|hmm|wonder)\b", re.I), 0.6),
+)
+
+
+def _sentence_emotion(sentence: str) -> tuple[str, float] | None:
+    for name, pattern, strength in _CUES:
+        if pattern.search(sentence):
+            return name, strength
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def load_persona(name_or_path: str) -> Persona:
+    """A built-in persona by id (``warm_tutor``) or a persona YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PERSONA_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise UnknownPersona(
+                f"unknown persona {name_or_path!r}; built-in personas: {', '.join(list_personas())} "
+                "(or give the path of a persona YAML file)"
+            )
+    elif not path.exists():
+        raise UnknownPersona(f"persona file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Persona.model_validate(data)
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: invalid persona: {exc}") from None
+
+
+def list_personas() -> list[str]:
+    return sorted(p.stem for p in PERSONA_DIR.glob("*.yaml"))

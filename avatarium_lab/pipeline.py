@@ -1,0 +1,442 @@
+"""The ``Pipeline``: one conversation turn as a stream of events, from user text to timed audio and visemes.
+
+Stages run concurrently and hand work on through queues, so speech starts while the model is still writing:
+
+    provider ──Delta──▶ splitter ──Sentence──▶ voice ──Audio (+engine phoneme timings)──▶ visemes
+
+Each stage stamps the events it makes (monotonic ``t``) and reports its busy intervals as ``StageTiming``
+events; the pipeline numbers events as it emits them (``seq``) and ends every turn with exactly one
+``TurnEnded`` (``complete``, ``cancelled`` or ``error``, the latter after an ``Error`` event). Closing the
+event stream early (barge-in) cancels the turn's stages and the model's generation at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import queue
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+
+import numpy as np
+
+from .config import Config, load_config
+from .errors import AvatariumError, InvalidMessage
+from .events import (
+    Audio, Emotion, Error, Event, LatencyBreakdown, Phonemes, Sentence, StageTiming, TextDelta, TimedPhoneme,
+    TimedViseme, TurnEnded, TurnStarted, Usage, Visemes, latency_breakdown, now,
+)
+from .personality import Persona, load_persona
+from .providers import ChatMessage, ChatProvider, Delta, GenerationParams, UsageReport, build_provider
+from .splitter import SentenceSplitter, speakable
+from .tts import Voice, get_voice
+
+if TYPE_CHECKING:
+    from .widgets import AvatarView
+
+log = logging.getLogger(__name__)
+
+_OUT_QUEUE_SIZE = 256
+
+
+@dataclass
+class Conversation:
+    """The running context of a chat: prior user and assistant messages (the system prompt is the persona's)."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    messages: list[ChatMessage] = field(default_factory=list)
+    max_messages: int = 12
+
+    def context(self) -> list[ChatMessage]:
+        return self.messages[-self.max_messages:]
+
+    def add(self, role: str, content: str) -> None:
+        self.messages.append({"role": role, "content": content})  # type: ignore[typeddict-item]
+
+
+@dataclass
+class TurnResult:
+    """A finished turn: its events and what can be derived from them."""
+
+    events: list[Event]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def of(self, kind: type[Event]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    @property
+    def turn_id(self) -> str:
+        return self.events[0].turn_id
+
+    @property
+    def text(self) -> str:
+        return "".join(e.text for e in self.of(TextDelta)).strip()
+
+    @property
+    def ended(self) -> TurnEnded | None:
+        ended = self.of(TurnEnded)
+        return ended[-1] if ended else None
+
+    @property
+    def error(self) -> Error | None:
+        errors = self.of(Error)
+        return errors[0] if errors else None
+
+    @property
+    def sample_rate(self) -> int:
+        chunks = self.of(Audio)
+        return chunks[0].sample_rate if chunks else 22050
+
+    @property
+    def audio(self) -> np.ndarray:
+        """The whole reply as int16 samples, each chunk placed at its offset."""
+        chunks: list[Audio] = self.of(Audio)
+        if not chunks:
+            return np.zeros(0, dtype=np.int16)
+        sr = chunks[0].sample_rate
+        total = max(int(round(c.offset * sr)) + len(c.pcm) // 2 for c in chunks)
+        out = np.zeros(total, dtype=np.int16)
+        for c in chunks:
+            start = int(round(c.offset * sr))
+            pcm = np.frombuffer(c.pcm, dtype="<i2")
+            out[start:start + len(pcm)] = pcm
+        return out
+
+    @property
+    def phonemes(self) -> list[TimedPhoneme]:
+        return [p for e in self.of(Phonemes) for p in e.items]
+
+    @property
+    def visemes(self) -> list[TimedViseme]:
+        return [v for e in self.of(Visemes) for v in e.items]
+
+    @property
+    def latency(self) -> LatencyBreakdown:
+        return latency_breakdown(self.events)
+
+    def to_jsonl(self) -> str:
+        return "\n".join(e.to_json() for e in self.events)
+
+    def __repr__(self) -> str:
+        lat = self.latency
+        fa = "-" if lat.time_to_first_audio is None else f"{lat.time_to_first_audio * 1000:.0f} ms"
+        return (f"TurnResult(turn_id={self.turn_id!r}, events={len(self.events)}, text={self.text[:60]!r}, "
+                f"audio={len(self.audio) / self.sample_rate:.2f} s, first_audio={fa})")
+
+
+class Pipeline:
+    """Runs turns for one configuration. Build it with ``Pipeline.from_config(path_or_config)``."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        provider: ChatProvider | None = None,
+        voice: Voice | None = None,
+        persona: Persona | None = None,
+    ) -> None:
+        self.config = config or Config.default()
+        self.persona = persona or load_persona(self.config.persona)
+        self.provider = provider or build_provider(self.config.provider)
+        self.voice = voice or self._voice_from_config()
+        self.conversation = Conversation()
+        self._runner: _LoopThread | None = None
+
+    @classmethod
+    def from_config(cls, config: Config | str | Path | None = None, **overrides: Any) -> Pipeline:
+        """A pipeline from a YAML path, a ``Config``, or the default configuration (None)."""
+        cfg = config if isinstance(config, Config) else load_config(config)
+        if overrides:
+            cfg = cfg.with_overrides(**overrides)
+        return cls(cfg)
+
+    def _voice_from_config(self) -> Voice:
+        v = self.config.voice
+        pv = self.persona.voice
+        return get_voice(v.id or pv.id, rate=v.rate if v.rate is not None else pv.rate,
+                         pitch=v.pitch if v.pitch is not None else pv.pitch)
+
+    def __repr__(self) -> str:
+        return (f"Pipeline(config={self.config.name!r}, persona={self.persona.id!r}, "
+                f"provider={self.provider!r}, voice={self.voice.id!r})")
+
+    # -- warm-up ------------------------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Load the model and cache the persona's prompt prefix so the first turn is as fast as later ones."""
+        warm = getattr(self.provider, "warm", None)
+        if callable(warm):
+            warm(self.persona.system_message())
+        self._run_sync(self._warm_voice())
+
+    async def _warm_voice(self) -> None:
+        async for _ in self.voice.synthesize("Hi."):
+            pass
+
+    # -- one turn -----------------------------------------------------------------------------------------
+
+    def validate_message(self, message: str) -> str:
+        if not isinstance(message, str):
+            raise InvalidMessage(f"a message is text, got {type(message).__name__}")
+        text = message.strip()
+        if not text:
+            raise InvalidMessage("the message is empty")
+        limit = self.config.limits.max_message_chars
+        if len(text) > limit:
+            raise InvalidMessage(f"the message has {len(text)} characters; the limit is {limit} "
+                                 "(limits.max_message_chars)")
+        return text
+
+    def build_messages(self, text: str, conversation: Conversation | None) -> list[ChatMessage]:
+        history = conversation.context() if conversation is not None else []
+        return [{"role": "system", "content": self.persona.system_message()}, *history,
+                {"role": "user", "content": text}]
+
+    async def turn(
+        self, message: str, *, conversation: Conversation | None = None, turn_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Stream the events of one turn. Raises ``InvalidMessage`` before any event for bad input."""
+        text = self.validate_message(message)
+        turn_id = turn_id or uuid.uuid4().hex[:12]
+        out: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=_OUT_QUEUE_SIZE)
+        stage = _TurnStages(self, turn_id, out)
+        seq = 0
+
+        def numbered(ev: Event) -> Event:
+            nonlocal seq
+            ev = dataclasses.replace(ev, seq=seq)
+            seq += 1
+            return ev
+
+        yield numbered(TurnStarted(turn_id=turn_id, text=text, persona=self.persona.id, config=self.config.name))
+        task = asyncio.create_task(stage.run(self.build_messages(text, conversation)))
+        finished = False
+        try:
+            while True:
+                ev = await out.get()
+                if ev is None:
+                    break
+                yield numbered(ev)
+            finished = True
+            await task
+        finally:
+            if not finished:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if conversation is not None and stage.reply_text.strip():
+            conversation.add("user", text)
+            conversation.add("assistant", stage.reply_text.strip())
+
+    async def arun(self, message: str, *, conversation: Conversation | None = None) -> TurnResult:
+        """Run one turn to the end and return all its events."""
+        return TurnResult([ev async for ev in self.turn(message, conversation=conversation)])
+
+    def stream(self, message: str, *, conversation: Conversation | None | bool = True) -> Iterator[Event]:
+        """Synchronous event stream (works inside Jupyter, whose own loop is already running).
+
+        ``conversation=True`` continues this pipeline's own conversation; None or False runs a one-off turn.
+        """
+        conv = self.conversation if conversation is True else (conversation or None)
+        text = self.validate_message(message)
+        q: queue.Queue[Any] = queue.Queue()
+        stop = threading.Event()
+
+        async def pump() -> None:
+            agen = self.turn(text, conversation=conv)
+            try:
+                async for ev in agen:
+                    q.put(ev)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # delivered to the caller's thread
+                q.put(exc)
+            finally:
+                await agen.aclose()
+                q.put(_DONE)
+
+        self._loop().submit(pump())
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    def run(self, message: str, *, conversation: Conversation | None | bool = True) -> TurnResult:
+        """Run one turn synchronously and return it."""
+        return TurnResult(list(self.stream(message, conversation=conversation)))
+
+    def chat(self, view: AvatarView, message: str) -> TurnResult:
+        """Run one turn and stream it into an ``AvatarView`` as it happens (audio plays, mouth moves)."""
+        events = []
+        for ev in self.stream(message):
+            view.send_event(ev)
+            events.append(ev)
+        return TurnResult(events)
+
+    async def achat(self, view: AvatarView, message: str) -> TurnResult:
+        events = []
+        async for ev in self.turn(message, conversation=self.conversation):
+            view.send_event(ev)
+            events.append(ev)
+        return TurnResult(events)
+
+    # -- a private event loop for the synchronous API -----------------------------------------------------
+
+    def _loop(self) -> _LoopThread:
+        if self._runner is None:
+            self._runner = _LoopThread()
+        return self._runner
+
+    def _run_sync(self, coro: Any) -> Any:
+        return self._loop().submit(coro).result()
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+
+
+_DONE = object()
+
+
+class _LoopThread:
+    """A daemon thread running an asyncio loop, for callers that are not async themselves."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="avatarium-loop", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+class _TurnStages:
+    """The concurrent stages of one turn, writing their events into the turn's output queue."""
+
+    def __init__(self, pipeline: Pipeline, turn_id: str, out: asyncio.Queue[Event | None]) -> None:
+        self.p = pipeline
+        self.turn_id = turn_id
+        self.out = out
+        self.reply_text = ""
+        cfg = pipeline.config.splitter
+        self.splitter = SentenceSplitter(min_chars=cfg.min_chars, first_clause_chars=cfg.first_clause_chars,
+                                         max_chars=cfg.max_chars)
+        self.sentences: asyncio.Queue[Sentence | None] = asyncio.Queue()
+
+    async def emit(self, ev: Event) -> None:
+        await self.out.put(ev)
+
+    async def run(self, messages: list[ChatMessage]) -> None:
+        reason = "complete"
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.think(messages))
+                tg.create_task(self.speak())
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure ends the turn with a typed Error event
+            reason = "error"
+            err = _first_error(exc)
+            code = err.code if isinstance(err, AvatariumError) else "internal_error"
+            retryable = err.retryable if isinstance(err, AvatariumError) else False
+            log.warning("turn failed", extra={"turn_id": self.turn_id, "code": code}, exc_info=err)
+            await self.emit(Error(turn_id=self.turn_id, code=code, message=str(err), retryable=retryable))
+        finally:
+            if reason != "cancelled":
+                await self.emit(TurnEnded(turn_id=self.turn_id, reason=reason, text=self.reply_text.strip()))
+                await self.out.put(None)
+
+    async def think(self, messages: list[ChatMessage]) -> None:
+        """Stream the model's reply, cut it into sentences, hand them to the voice."""
+        p = self.p
+        params = GenerationParams.from_config(p.config.provider)
+        start = now()
+        index = 0
+        try:
+            async for item in p.provider.stream(messages, params):
+                if isinstance(item, Delta):
+                    self.reply_text += item.text
+                    await self.emit(TextDelta(turn_id=self.turn_id, text=item.text, provider=p.provider.name))
+                    for piece in self.splitter.feed(item.text):
+                        index = await self._sentence(index, piece)
+                elif isinstance(item, UsageReport):
+                    await self.emit(Usage(turn_id=self.turn_id, prompt_tokens=item.prompt_tokens,
+                                          completion_tokens=item.completion_tokens, estimated=item.estimated,
+                                          model=p.provider.model))
+            for piece in self.splitter.flush():
+                index = await self._sentence(index, piece)
+        finally:
+            await self.emit(StageTiming(turn_id=self.turn_id, stage="llm", start=start, end=now()))
+            await self.sentences.put(None)
+
+    async def _sentence(self, index: int, piece: str) -> int:
+        if not speakable(piece):
+            return index
+        sentence = Sentence(turn_id=self.turn_id, index=index, text=piece)
+        await self.emit(sentence)
+        await self.sentences.put(sentence)
+        return index + 1
+
+    async def speak(self) -> None:
+        """Synthesize each sentence as it arrives; map engine phoneme timings to visemes."""
+        from .lipsync.visemes import phonemes_to_visemes
+
+        p = self.p
+        offset = 0.0
+        last_emotion: tuple[str, float] | None = None
+        while (sentence := await self.sentences.get()) is not None:
+            emotion = p.persona.emotion_cue(sentence.text)
+            if emotion != last_emotion:
+                await self.emit(Emotion(turn_id=self.turn_id, name=emotion[0], intensity=emotion[1],
+                                        start=offset))
+                last_emotion = emotion
+            t0 = now()
+            async for chunk in p.voice.synthesize(speakable(sentence.text)):
+                t1 = now()
+                if not chunk.pcm:
+                    continue
+                seg = sentence.index
+                await self.emit(Audio(turn_id=self.turn_id, segment=seg, pcm=chunk.pcm,
+                                      sample_rate=chunk.sample_rate, offset=offset, voice=p.voice.id))
+                await self.emit(StageTiming(turn_id=self.turn_id, stage="tts", start=t0, end=t1, segment=seg))
+                if chunk.phonemes is not None:
+                    l0 = now()
+                    phonemes = tuple(TimedPhoneme(ph.symbol, ph.start + offset, ph.end + offset)
+                                     for ph in chunk.phonemes)
+                    visemes = phonemes_to_visemes(phonemes)
+                    await self.emit(Phonemes(turn_id=self.turn_id, segment=seg, items=phonemes, source="engine"))
+                    await self.emit(Visemes(turn_id=self.turn_id, segment=seg, items=visemes))
+                    await self.emit(StageTiming(turn_id=self.turn_id, stage="lipsync", start=l0, end=now(),
+                                                segment=seg))
+                offset += chunk.duration
+                t0 = now()
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The underlying error of a TaskGroup failure."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,80 @@
+"""Chat providers: the ``ChatProvider`` protocol, what it streams, and how a configuration picks one.
+
+A provider is a thin adapter from a list of chat messages to one model's streamed text. It yields ``Delta``
+items as text arrives and, at the end, one ``UsageReport``; the pipeline stamps them into ``TextDelta`` and
+``Usage`` events. Providers know nothing about turns, voices or avatars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Literal, Protocol, TypedDict, runtime_checkable
+
+from ..config import ProviderConfig
+from ..errors import ConfigError
+
+
+class ChatMessage(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    max_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repeat_penalty: float = 1.15
+    seed: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ProviderConfig) -> GenerationParams:
+        return cls(max_tokens=cfg.max_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                   repeat_penalty=cfg.repeat_penalty, seed=cfg.seed)
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the reply's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Token counts for the whole reply; ``estimated`` when the model did not report them itself."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool = False
+
+
+StreamItem = Delta | UsageReport
+
+
+@runtime_checkable
+class ChatProvider(Protocol):
+    name: str
+    model: str
+
+    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[StreamItem]:
+        """Stream the reply to ``messages``."""
+        ...
+
+
+ProviderFactory = Callable[[ProviderConfig], ChatProvider]
+_FACTORIES: dict[str, ProviderFactory] = {}
+
+
+def register_provider(kind: str, factory: ProviderFactory) -> None:
+    _FACTORIES[kind] = factory
+
+
+def build_provider(cfg: ProviderConfig) -> ChatProvider:
+    """The provider a configuration's ``provider`` section describes."""
+    from . import embedded  # noqa: F401  (registers the default provider)
+
+    factory = _FACTORIES.get(cfg.kind)
+    if factory is None:
+        raise ConfigError(f"provider.kind: unknown provider {cfg.kind!r}; known: {sorted(_FACTORIES)}")
+    return factory(cfg)
