@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 import wave
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import AvatariumError
 

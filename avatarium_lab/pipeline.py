@@ -18,17 +18,33 @@ import logging
 import queue
 import threading
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import Config, load_config
 from .errors import AvatariumError, InvalidMessage
 from .events import (
-    Audio, Emotion, Error, Event, LatencyBreakdown, Phonemes, Sentence, StageTiming, TextDelta, TimedPhoneme,
-    TimedViseme, TurnEnded, TurnStarted, Usage, Visemes, latency_breakdown, now,
+    Audio,
+    Emotion,
+    Error,
+    Event,
+    LatencyBreakdown,
+    Phonemes,
+    Sentence,
+    StageTiming,
+    TextDelta,
+    TimedPhoneme,
+    TimedViseme,
+    TurnEnded,
+    TurnStarted,
+    Usage,
+    Visemes,
+    latency_breakdown,
+    now,
 )
 from .personality import Persona, load_persona
 from .providers import ChatMessage, ChatProvider, Delta, GenerationParams, UsageReport, build_provider

@@ -8,8 +8,19 @@ import pytest
 
 from avatarium_lab.errors import ProtocolError
 from avatarium_lab.events import (
-    EVENT_TYPES, Audio, Phonemes, Sentence, StageTiming, TextDelta, TimedPhoneme, TimedViseme, TurnEnded,
-    TurnStarted, Visemes, event_from_dict, latency_breakdown,
+    EVENT_TYPES,
+    Audio,
+    Phonemes,
+    Sentence,
+    StageTiming,
+    TextDelta,
+    TimedPhoneme,
+    TimedViseme,
+    TurnEnded,
+    TurnStarted,
+    Visemes,
+    event_from_dict,
+    latency_breakdown,
 )
 
 

@@ -12,7 +12,7 @@ from avatarium_lab.config import Config
 from avatarium_lab.errors import InvalidMessage, ModelNotFound, UnknownPersona, UnknownVoice, VoiceError
 from avatarium_lab.events import Audio, Error, Phonemes, Sentence, TextDelta, TurnEnded, TurnStarted, Visemes
 from avatarium_lab.lipsync.visemes import OCULUS_VISEMES
-from avatarium_lab.pipeline import Conversation, Pipeline, TurnResult
+from avatarium_lab.pipeline import Conversation, Pipeline
 from avatarium_lab.tts import SpeechChunk
 
 pytestmark = pytest.mark.model

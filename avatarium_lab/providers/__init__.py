@@ -7,8 +7,9 @@ items as text arrives and, at the end, one ``UsageReport``; the pipeline stamps 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Literal, Protocol, TypedDict, runtime_checkable
 
 from ..config import ProviderConfig
 from ..errors import ConfigError

@@ -17,10 +17,11 @@ import importlib.util
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 from ..config import ProviderConfig
 from ..errors import ModelNotFound, ProviderError
