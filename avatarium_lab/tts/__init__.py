@@ -7,8 +7,9 @@ attach them to each chunk, times relative to that chunk's first sample; engines 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ..errors import UnknownVoice
 from ..events import TimedPhoneme
