@@ -56,6 +56,11 @@ class SplitterConfig(_Strict):
     first_clause_chars: int = Field(
         default=24, ge=1, description="the first piece may end at a comma once it is this long (lower first audio)"
     )
+    first_words: int = Field(
+        default=4, ge=0,
+        description="the first piece may end at a word boundary after this many words (0: only at punctuation); "
+        "trades a little prosody for the lowest time to first audio",
+    )
     max_chars: int = Field(default=180, ge=20, description="force a cut at a word boundary beyond this")
 
 

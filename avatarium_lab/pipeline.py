@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _OUT_QUEUE_SIZE = 256
+_CLAUSE_FINAL = frozenset(".!?…,;:")
 
 
 @dataclass
@@ -358,8 +359,8 @@ class _TurnStages:
         self.reply_text = ""
         cfg = pipeline.config.splitter
         self.splitter = SentenceSplitter(min_chars=cfg.min_chars, first_clause_chars=cfg.first_clause_chars,
-                                         max_chars=cfg.max_chars)
-        self.sentences: asyncio.Queue[Sentence | None] = asyncio.Queue()
+                                         max_chars=cfg.max_chars, first_words=cfg.first_words)
+        self.sentences: asyncio.Queue[tuple[Sentence, str] | None] = asyncio.Queue()
 
     async def emit(self, ev: Event) -> None:
         await self.out.put(ev)
@@ -397,23 +398,27 @@ class _TurnStages:
                     self.reply_text += item.text
                     await self.emit(TextDelta(turn_id=self.turn_id, text=item.text, provider=p.provider.name))
                     for piece in self.splitter.feed(item.text):
-                        index = await self._sentence(index, piece)
+                        index = await self._sentence(index, piece, continues=True)
                 elif isinstance(item, UsageReport):
                     await self.emit(Usage(turn_id=self.turn_id, prompt_tokens=item.prompt_tokens,
                                           completion_tokens=item.completion_tokens, estimated=item.estimated,
                                           model=p.provider.model))
             for piece in self.splitter.flush():
-                index = await self._sentence(index, piece)
+                index = await self._sentence(index, piece, continues=False)
         finally:
             await self.emit(StageTiming(turn_id=self.turn_id, stage="llm", start=start, end=now()))
             await self.sentences.put(None)
 
-    async def _sentence(self, index: int, piece: str) -> int:
-        if not speakable(piece):
+    async def _sentence(self, index: int, piece: str, *, continues: bool) -> int:
+        spoken = speakable(piece)
+        if not any(ch.isalnum() for ch in spoken):  # stray punctuation ("!" after "Hi!") has nothing to say
             return index
+        if continues and spoken[-1] not in _CLAUSE_FINAL:
+            # A piece cut mid-sentence (for a fast first audio) is spoken with a continuing intonation.
+            spoken += ","
         sentence = Sentence(turn_id=self.turn_id, index=index, text=piece)
         await self.emit(sentence)
-        await self.sentences.put(sentence)
+        await self.sentences.put((sentence, spoken))
         return index + 1
 
     async def speak(self) -> None:
@@ -423,14 +428,15 @@ class _TurnStages:
         p = self.p
         offset = 0.0
         last_emotion: tuple[str, float] | None = None
-        while (sentence := await self.sentences.get()) is not None:
+        while (item := await self.sentences.get()) is not None:
+            sentence, spoken = item
             emotion = p.persona.emotion_cue(sentence.text)
             if emotion != last_emotion:
                 await self.emit(Emotion(turn_id=self.turn_id, name=emotion[0], intensity=emotion[1],
                                         start=offset))
                 last_emotion = emotion
             t0 = now()
-            async for chunk in p.voice.synthesize(speakable(sentence.text)):
+            async for chunk in p.voice.synthesize(spoken):
                 t1 = now()
                 if not chunk.pcm:
                     continue

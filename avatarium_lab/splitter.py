@@ -2,9 +2,12 @@
 
 Speech can start as soon as the first piece is complete, long before the model finishes. A sentence ends at
 ``.``, ``!``, ``?`` or ``…`` followed by whitespace (so "3.14" and "e.g." mid-stream are not cut), or at a
-newline. The first piece may end early at a clause mark (``,`` ``;`` ``:`` ``—``) once it is long enough,
+newline; a sentence end that arrives last in the stream is taken at once when nothing that follows could
+change its meaning (not after a digit, an initial or an abbreviation), saving a token of latency. The first piece may end early at a clause mark (``,`` ``;`` ``:`` ``—``) once it is long enough,
 because the first audio is what a listener waits for. Pieces longer than ``max_chars`` are cut at a word
-boundary. ``speakable`` strips what a voice should not read aloud (markdown, emoji, URLs' punctuation noise).
+boundary. With ``first_words`` the first piece may also end at a word boundary after that many words, for
+the lowest time to first audio (the voice then gets a continuing, comma-like intonation for it: see
+``Pipeline``). ``speakable`` strips what a voice should not read aloud (markdown, emoji, URLs' punctuation noise).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ _ABBREVIATIONS = frozenset(
 _SENTENCE_END = re.compile(r"""([.!?…]+)(["')\]]*)(\s+)""")
 _CLAUSE_END = re.compile(r"""([,;:]|\s[—–-])(\s+)""")
 _NEWLINE = re.compile(r"\n+")
+_WORD = re.compile(r"\S+\s+")
+_EAGER_END = re.compile(r"""\w([.!?]|[!?]+)["')\]]*$""")
 
 
 class SentenceSplitter:
@@ -33,11 +38,14 @@ class SentenceSplitter:
     ['How are you?']
     """
 
-    def __init__(self, *, min_chars: int = 12, first_clause_chars: int = 24, max_chars: int = 180) -> None:
-        if not (0 < min_chars <= max_chars and first_clause_chars > 0):
-            raise ValueError("need 0 < min_chars <= max_chars and first_clause_chars > 0")
+    def __init__(
+        self, *, min_chars: int = 12, first_clause_chars: int = 24, max_chars: int = 180, first_words: int = 0
+    ) -> None:
+        if not (0 < min_chars <= max_chars and first_clause_chars > 0 and first_words >= 0):
+            raise ValueError("need 0 < min_chars <= max_chars, first_clause_chars > 0 and first_words >= 0")
         self.min_chars = min_chars
         self.first_clause_chars = first_clause_chars
+        self.first_words = first_words
         self.max_chars = max_chars
         self._buf = ""
         self._emitted = 0
@@ -71,6 +79,8 @@ class SentenceSplitter:
                 cut = m.end()
         if cut is None and self._emitted == 0:
             cut = self._clause_cut(buf, self.first_clause_chars)
+            if cut is None and self.first_words:
+                cut = self._words_cut(buf)
         if cut is None and len(buf) > self.max_chars:
             cut = self._clause_cut(buf, self.min_chars, limit=self.max_chars)
             if cut is None:
@@ -86,6 +96,17 @@ class SentenceSplitter:
             if m.group(1) == "." and _is_abbreviation(buf, m.start()):
                 continue
             return m.end()
+        # A sentence end at the very end of the buffer is taken at once rather than one token later, unless
+        # the next token could still make it something else (a decimal, an abbreviation, an ellipsis).
+        m = _EAGER_END.search(buf)
+        if m is not None and (m.group(1) != "." or _eager_period_ok(buf, m.start(1))):
+            return m.end()
+        return None
+
+    def _words_cut(self, buf: str) -> int | None:
+        for n, m in enumerate(_WORD.finditer(buf), start=1):
+            if n >= self.first_words and m.end() >= self.min_chars:
+                return m.end()
         return None
 
     @staticmethod
@@ -110,6 +131,19 @@ def _is_abbreviation(buf: str, dot: int) -> bool:
         return True
     # A single capital initial ("J. Smith") rarely ends a sentence.
     return len(word) == 1 and buf[start].isupper()
+
+
+def _eager_period_ok(buf: str, dot: int) -> bool:
+    before = buf[dot - 1]
+    if before.isdigit():  # "3." may become "3.14"
+        return False
+    start = dot
+    while start > 0 and buf[start - 1].isalpha():
+        start -= 1
+    word = buf[start:dot]
+    if len(word) < 2 or (start > 0 and buf[start - 1] == "."):  # an initial, or "e.g" on its way
+        return False
+    return not _is_abbreviation(buf, dot)
 
 
 def _clean(piece: str) -> str:
