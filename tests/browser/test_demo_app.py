@@ -16,7 +16,7 @@ APP = Path(__file__).resolve().parents[2] / "avatarium_lab" / "app"
 
 def test_typed_message_makes_the_avatar_speak(tmp_path: Path, serve, browser_context, python, lip_sync, page_log,
                                               poll, artifact) -> None:
-    config = Config.default().with_overrides(**{"provider.max_tokens": 48, "name": "browser-test"})
+    config = Config.default().with_overrides(**{"provider.max_tokens": 48, "provider.n_threads": 1, "name": "browser-test"})
     config_path = config.save(tmp_path / "config.yaml")
     server = serve(
         lambda port: [python, "-m", "panel", "serve", str(APP), "--port", str(port), "--address", "127.0.0.1",
@@ -36,11 +36,12 @@ def test_typed_message_makes_the_avatar_speak(tmp_path: Path, serve, browser_con
         page.get_by_role("button", name="Send").click()
 
     result = lip_sync(page, root, "demo", play=send, timeout=180)
-    reply = page.locator(".avatarium-reply").first
+    reply = page.locator(".avatarium-reply-text").first
     poll(lambda: len(reply.inner_text().strip()) > 10, 30, "the streamed reply text")
     latency = page.locator(".avatarium-latency").first
     poll(lambda: "time to first audio" in latency.inner_text(), 30, "the latency table")
     artifact("demo_page_after.png", page.screenshot(full_page=True))
+    assert "Tell me about the ocean" in page.locator(".avatarium-history-text").first.inner_text()
 
     assert result.visemes_applied > 0
     assert result.difference > max(4.0, 3 * result.baseline), (result.difference, result.baseline)

@@ -1,0 +1,27 @@
+"""Notebook and Panel widgets: the inline 3D avatar (``AvatarView``, ``AvatarPane``) and their shared protocol.
+
+The classes are imported on first use so that ``avatarium_lab.widgets.protocol`` works without anywidget or
+Panel being imported (and without the front-end bundle having been built).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .avatar_view import AvatarView
+    from .panel_view import AvatarPane
+
+__all__ = ["AvatarPane", "AvatarView"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AvatarView":
+        from .avatar_view import AvatarView
+
+        return AvatarView
+    if name == "AvatarPane":
+        from .panel_view import AvatarPane
+
+        return AvatarPane
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

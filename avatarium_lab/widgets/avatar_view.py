@@ -1,0 +1,110 @@
+"""AvatarView: the notebook widget (anywidget) that shows a 3D avatar and plays turns with lip-synced audio.
+
+The widget's state is a handful of traitlets (the GLB bytes, the canvas size, the background, a status the
+browser reports back); a turn travels as custom messages made by :mod:`avatarium_lab.widgets.protocol`. The
+browser schedules the audio with Web Audio and animates the visemes against the audio clock, so the kernel
+may be slow or bursty without breaking sync.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..events import Event
+from .protocol import BUNDLE, AvatarSource, Outbox, frontend_message, resolve_glb, stop_message, turn_messages
+
+__all__ = ["AvatarView"]
+
+logger = logging.getLogger(__name__)
+
+# Shown instead of the avatar when the bundle was never built, so the notebook says what to do instead of failing
+# at import time.
+_MISSING_BUNDLE_ESM = """
+export default { render({ model, el }) {
+  el.textContent = "avatarium-lab: the avatar front-end bundle is not built; run `make js`.";
+  el.dataset.status = "error: front-end bundle missing";
+  model.set("status", "error: front-end bundle missing"); model.save_changes();
+} };
+"""
+
+
+class AvatarView(anywidget.AnyWidget):
+    """An inline 3D talking avatar for JupyterLab.
+
+    >>> view = AvatarView()                      # the library avatar "aria"
+    >>> view = AvatarView(avatar="avatars/me.glb", canvas_width=480, background="#fff")
+    >>> view                                     # displays it
+    >>> view.play(events)                        # a finished turn: begin, its events, end
+    >>> for event in pipeline_stream:            # or stream a turn as it is produced
+    ...     view.send_event(event)
+    >>> view.stop()                              # barge-in
+
+    ``status`` is reported by the browser: ``"loading"``, ``"ready"``, ``"playing"``, ``"idle"`` or
+    ``"error: <message>"``; it stays ``""`` until the widget is displayed. Messages sent before the avatar is on
+    screen wait in Python and are delivered when it is ready, so a turn played in the same cell that displays the
+    widget is seen from its start.
+    """
+
+    _esm = BUNDLE if BUNDLE.is_file() else _MISSING_BUNDLE_ESM
+
+    glb = traitlets.Bytes(b"", help="The avatar as binary glTF (GLB) bytes.").tag(sync=True)
+    canvas_width = traitlets.Int(320, help="Canvas width in CSS pixels.").tag(sync=True)
+    canvas_height = traitlets.Int(400, help="Canvas height in CSS pixels.").tag(sync=True)
+    background = traitlets.Unicode("#eef1f5", help="Any CSS colour behind the avatar.").tag(sync=True)
+    status = traitlets.Unicode("", help="Reported by the browser; read-only from Python.").tag(sync=True)
+
+    def __init__(self, avatar: AvatarSource = "aria", **kwargs: Any) -> None:
+        """``avatar`` is a library name (``"aria"``), a path to a ``.glb`` file or GLB bytes.
+
+        Keyword arguments set traits (``canvas_width``, ``canvas_height``, ``background``); ``glb=`` given
+        directly wins over ``avatar``.
+        """
+        if "glb" not in kwargs:
+            kwargs["glb"] = resolve_glb(avatar)
+        self._avatar_label = avatar if isinstance(avatar, str) else type(avatar).__name__
+        self._outbox = Outbox(self._deliver)
+        super().__init__(**kwargs)
+        self.observe(self._on_status, names="status")
+
+    def _deliver(self, msg: dict[str, Any], buffers: list[bytes]) -> None:
+        self.send(msg, buffers or None)
+
+    def _on_status(self, change: dict[str, Any]) -> None:
+        status = change["new"]
+        if status.startswith("error"):
+            logger.warning("avatar view reports %s", status)
+        self._outbox.on_status(status)
+
+    def set_avatar(self, avatar: AvatarSource) -> None:
+        """Show another avatar (library name, path or GLB bytes)."""
+        self.glb = resolve_glb(avatar)
+        self._avatar_label = avatar if isinstance(avatar, str) else type(avatar).__name__
+
+    def send_event(self, event: Event) -> bool:
+        """Forward one pipeline event to the browser; returns whether the avatar uses this kind of event."""
+        message = frontend_message(event)
+        if message is None:
+            return False
+        self._outbox.post(*message)
+        return True
+
+    def play(self, events: Iterable[Event]) -> None:
+        """Play a finished turn: ``begin``, every event the avatar uses, ``end`` (any iterable of events)."""
+        for msg, buffers in turn_messages(events):
+            self._outbox.post(msg, buffers)
+
+    def stop(self) -> None:
+        """Barge-in: stop the audio and relax the mouth now; a turn still waiting to be delivered is dropped."""
+        self._outbox.clear()
+        self._outbox.post(stop_message())
+
+    def __repr__(self) -> str:
+        return (
+            f"AvatarView(avatar={self._avatar_label!r}, glb={len(self.glb)} bytes, "
+            f"canvas={self.canvas_width}x{self.canvas_height}, status={self.status!r})"
+        )
