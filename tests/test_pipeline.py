@@ -58,7 +58,7 @@ def test_a_turn_streams_every_stage(pipeline: Pipeline) -> None:
 
 
 def test_the_persona_shapes_the_reply() -> None:
-    cfg = Config.default().with_overrides(**{"provider.max_tokens": 40, "provider.temperature": 0.0})
+    cfg = Config.default().with_overrides(**{"provider.max_tokens": 40, "provider.temperature": 0.0, "provider.n_threads": 1})
     question = "What should I do this evening?"
     replies = {}
     for persona in ("warm_tutor", "concise_concierge", "playful_storyteller"):
@@ -105,7 +105,7 @@ def test_typed_errors_for_bad_configuration(tmp_path: Path) -> None:
     with pytest.raises(UnknownPersona):
         Pipeline(Config(persona="nobody"))
     with pytest.raises(UnknownVoice):
-        Pipeline(Config().with_overrides(**{"voice.id": "espeak:klingon"}))
+        Pipeline(Config().with_overrides(**{"voice.id": "espeak:xx-nonsense"}))
     with pytest.raises(ModelNotFound, match="not found"):
         Pipeline(Config().with_overrides(**{"provider.model_path": str(tmp_path / "missing.gguf")}))
     fake = tmp_path / "fake.gguf"

@@ -87,7 +87,7 @@ def build_page() -> pn.viewable.Viewable:
                 avatar.send_event(ev)
                 if isinstance(ev, TextDelta):
                     shown += ev.text
-                    reply.object = html.escape(shown.strip())
+                    reply.object = f"<div class='avatarium-reply-text'>{html.escape(shown.strip())}</div>"
                 elif isinstance(ev, Sentence) and ev.index == 0:
                     status.object = "<span style='color:#059669'>speaking</span>"
                 elif isinstance(ev, Error):
@@ -101,10 +101,10 @@ def build_page() -> pn.viewable.Viewable:
         if events:
             latency.object = _latency_html(events)
             transcript.append((text, shown.strip()))
-            history.object = "".join(
+            history.object = "<div class='avatarium-history-text'>" + "".join(
                 f"<p><b>You:</b> {html.escape(u)}<br><b>{html.escape(persona.name)}:</b> {html.escape(a)}</p>"
                 for u, a in transcript[-6:]
-            )
+            ) + "</div>"
 
     send.on_click(on_send)
     message.param.watch(lambda e: pn.state.execute(on_send), "enter_pressed")

@@ -343,15 +343,27 @@ def list_espeak_voices() -> list[dict[str, Any]]:
 
 
 def _validate_voice_name(name: str) -> str:
+    """The name to hand ``espeak_SetVoiceByName`` for a user's voice name (``en-gb+m3``).
+
+    Language codes are resolved to the voice file's identifier (``gmw/en+m3``): espeak-ng looks names up by
+    voice name or file, so a language code that is not also a file name (``en-gb``, whose file is ``gmw/en``)
+    would fail to load although ``espeak_ListVoices`` lists it.
+    """
     base, plus, variant = name.strip().partition("+")
     voices, variants = _voice_catalog()
-    known: set[str] = set()
-    for v in voices:
-        known.update(lang.lower() for lang in v["languages"])
-        known.add(v["name"].lower())
-        known.add(v["identifier"].lower())
-        known.add(v["identifier"].rsplit("/", 1)[-1].lower())
-    if not base or base.lower() not in known:
+    wanted = base.lower()
+    identifier = None
+    # A voice whose primary language is the code wins over one that merely also speaks it.
+    for rank in range(2):
+        for v in voices:
+            langs = [lang.lower() for lang in v["languages"]]
+            names = {v["name"].lower(), v["identifier"].lower(), v["identifier"].rsplit("/", 1)[-1].lower()}
+            if (rank == 0 and ((langs and langs[0] == wanted) or wanted in names)) or (rank == 1 and wanted in langs):
+                identifier = v["identifier"]
+                break
+        if identifier:
+            break
+    if not base or identifier is None:
         english = sorted({lang for v in voices for lang in v["languages"] if lang.startswith("en")})
         raise UnknownVoice(
             f"espeak-ng has no voice {base!r}; use a language code such as {', '.join(english)} "
@@ -363,8 +375,8 @@ def _validate_voice_name(name: str) -> str:
                 f"espeak-ng has no voice variant {variant!r}; variants are e.g. f1-f5, m1-m7, klatt "
                 "(list_espeak_variants() lists all)"
             )
-        return f"{base}+{variant}"
-    return base
+        return f"{identifier}+{variant}"
+    return identifier
 
 
 def _check_range(field: str, value: object, bounds: tuple[int, int]) -> int:
@@ -410,7 +422,7 @@ class EspeakVoice:
             engine.apply(settings)
         self._settings = settings
         self._trailing = float(trailing_silence)
-        self.id = f"espeak:{voice}"
+        self.id = f"espeak:{name.strip()}"
         self.sample_rate = engine.sample_rate
 
     @property
@@ -423,7 +435,7 @@ class EspeakVoice:
 
     def __repr__(self) -> str:
         s = self._settings
-        return f"EspeakVoice({s.voice!r}, rate={s.rate}, pitch={s.pitch})"
+        return f"EspeakVoice({self.id.partition(':')[2]!r}, rate={s.rate}, pitch={s.pitch})"
 
     def synthesize_sync(self, text: str) -> SpeechChunk:
         """Speak ``text`` (normally one sentence; longer text comes back as one chunk) with phoneme timings.
