@@ -46,6 +46,7 @@ from .events import (
     latency_breakdown,
     now,
 )
+from .lipsync.visemes import phonemes_to_visemes
 from .personality import Persona, load_persona
 from .providers import ChatMessage, ChatProvider, Delta, GenerationParams, UsageReport, build_provider
 from .splitter import SentenceSplitter, speakable
@@ -196,8 +197,9 @@ class Pipeline:
         self._run_sync(self._warm_voice())
 
     async def _warm_voice(self) -> None:
-        async for _ in self.voice.synthesize("Hi."):
-            pass
+        async for chunk in self.voice.synthesize("Hi there."):
+            if chunk.phonemes:
+                phonemes_to_visemes(chunk.phonemes)  # loads the viseme tables now, not during the first turn
 
     # -- one turn -----------------------------------------------------------------------------------------
 
@@ -423,8 +425,6 @@ class _TurnStages:
 
     async def speak(self) -> None:
         """Synthesize each sentence as it arrives; map engine phoneme timings to visemes."""
-        from .lipsync.visemes import phonemes_to_visemes
-
         p = self.p
         offset = 0.0
         last_emotion: tuple[str, float] | None = None

@@ -61,19 +61,22 @@ def plot_latency(turn: TurnResult, *, width: float = 10.0) -> Figure:
     t0 = turn.events[0].t
     timings: list[StageTiming] = turn.of(StageTiming)
     stages = sorted({s.stage for s in timings}, key=["llm", "tts", "lipsync"].index)
-    fig, ax = plt.subplots(figsize=(width, 0.6 + 0.5 * len(stages)))
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.5 * len(stages)))
     for row, stage in enumerate(stages):
         spans = [((s.start - t0) * 1000, (s.end - s.start) * 1000) for s in timings if s.stage == stage]
         ax.broken_barh(spans, (row - 0.35, 0.7), color=["#3b82f6", "#10b981", "#f59e0b"][row % 3])
     lat = turn.latency
-    for label, value, colour in (("first token", lat.time_to_first_token, "#1f2937"),
-                                 ("first audio", lat.time_to_first_audio, "#dc2626"),
-                                 ("first viseme", lat.time_to_first_viseme, "#7c3aed")):
+    marks = (("first token", lat.time_to_first_token, "#1f2937"),
+             ("first audio", lat.time_to_first_audio, "#dc2626"),
+             ("first viseme", lat.time_to_first_viseme, "#7c3aed"))
+    for row, (label, value, colour) in enumerate(marks):
         if value is not None:
             ax.axvline(value * 1000, color=colour, ls="--", lw=1)
-            ax.text(value * 1000, len(stages) - 0.4, f" {label} {value * 1000:.0f} ms", color=colour, fontsize=8)
+            # one line of text per mark above the bars, so close marks do not overprint each other
+            ax.text(value * 1000, len(stages) - 0.3 + 0.45 * row, f" {label} {value * 1000:.0f} ms",
+                    color=colour, fontsize=8, va="center")
     ax.set_yticks(range(len(stages)), stages)
     ax.set_xlabel("milliseconds since the message arrived")
-    ax.set_ylim(-0.6, len(stages))
+    ax.set_ylim(-0.6, len(stages) + 1.2)
     fig.tight_layout()
     return fig

@@ -146,17 +146,17 @@ class LoadedModel:
         return self.llm.tokenize(prompt.encode("utf-8"), special=True)
 
     def _prefix_tokens(self, system: str) -> tuple[int, ...]:
-        # The template's rendering of the system message alone, minus the generation prompt it appends:
-        # every request with this persona starts with exactly these tokens.
-        full = self._tokens(self.formatter(messages=[{"role": "system", "content": system},
-                                                     {"role": "user", "content": "x"}]).prompt)
-        alone = self._tokens(self.formatter(messages=[{"role": "system", "content": system}]).prompt)
+        # Every request with this persona starts with exactly these tokens: the template's rendering of the
+        # system message up to where the first user message's own text begins.
+        a, b = (self._tokens(self.formatter(messages=[{"role": "system", "content": system},
+                                                      {"role": "user", "content": text}]).prompt)
+                for text in ("Alpha", "Zulu"))
         n = 0
-        for a, b in zip(full, alone):
-            if a != b:
+        for x, y in zip(a, b):
+            if x != y:
                 break
             n += 1
-        return tuple(full[:n])
+        return tuple(a[:n])
 
     def warm_prefix(self, system: str) -> tuple[int, ...]:
         """Evaluate the persona prefix once and keep its KV state (cheap to restore later)."""
