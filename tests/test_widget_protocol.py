@@ -145,6 +145,18 @@ def test_outbox_clear_drops_a_turn_not_yet_delivered() -> None:
     assert delivered == [{"kind": "stop"}]
 
 
+def test_outbox_keeps_only_the_latest_turn_while_nobody_watches() -> None:
+    delivered: list[dict] = []
+    box = Outbox(lambda msg, buffers: delivered.append(msg))
+    for turn in "abc":
+        box.post({"kind": "begin", "turn_id": turn})
+        box.post({"kind": "audio", "turn_id": turn}, [PCM])
+        box.post({"kind": "end", "turn_id": turn})
+    assert box.pending == 3
+    box.open()
+    assert [(m["kind"], m["turn_id"]) for m in delivered] == [("begin", "c"), ("audio", "c"), ("end", "c")]
+
+
 def test_resolve_glb_accepts_bytes_and_paths(tmp_path: Path) -> None:
     glb = b"glTF" + struct.pack("<II", 2, 12)
     path = tmp_path / "a.glb"

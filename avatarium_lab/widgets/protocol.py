@@ -172,8 +172,12 @@ class Outbox:
     def post(self, msg: dict[str, Any], buffers: list[bytes] | None = None) -> None:
         if self.is_open:
             self._deliver(msg, list(buffers or []))
-        else:
-            self._pending.append((msg, list(buffers or [])))
+            return
+        if msg.get("kind") == "begin":
+            # Nobody is watching yet (a notebook run headless, a widget never displayed): only the latest turn
+            # is worth playing later, and holding every earlier one would grow without bound.
+            self._pending.clear()
+        self._pending.append((msg, list(buffers or [])))
 
     def open(self) -> None:
         """The front end is listening: flush what waited, then deliver directly."""
