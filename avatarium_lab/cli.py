@@ -34,6 +34,7 @@ def cmd_turn(args: argparse.Namespace) -> int:
     from .events import Audio, TextDelta, latency_breakdown
 
     pipeline = _pipeline(args)
+    pipeline.validate_message(args.text)  # reject bad input before loading the model
     pipeline.warm()
     events = []
     for ev in pipeline.stream(args.text, conversation=None):
