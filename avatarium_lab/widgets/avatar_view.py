@@ -9,31 +9,19 @@ may be slow or bursty without breaking sync.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 import anywidget
 import traitlets
 
-from ..events import Event
-from .protocol import BUNDLE, AvatarSource, Outbox, frontend_message, resolve_glb, stop_message, turn_messages
+from .protocol import AvatarMessaging, AvatarSource, Outbox, avatar_label, esm_source, resolve_glb
 
 __all__ = ["AvatarView"]
 
 logger = logging.getLogger(__name__)
 
-# Shown instead of the avatar when the bundle was never built, so the notebook says what to do instead of failing
-# at import time.
-_MISSING_BUNDLE_ESM = """
-export default { render({ model, el }) {
-  el.textContent = "avatarium-lab: the avatar front-end bundle is not built; run `make js`.";
-  el.dataset.status = "error: front-end bundle missing";
-  model.set("status", "error: front-end bundle missing"); model.save_changes();
-} };
-"""
 
-
-class AvatarView(anywidget.AnyWidget):
+class AvatarView(AvatarMessaging, anywidget.AnyWidget):
     """An inline 3D talking avatar for JupyterLab.
 
     >>> view = AvatarView()                      # the library avatar "aria"
@@ -50,7 +38,7 @@ class AvatarView(anywidget.AnyWidget):
     widget is seen from its start.
     """
 
-    _esm = BUNDLE if BUNDLE.is_file() else _MISSING_BUNDLE_ESM
+    _esm = esm_source()
 
     glb = traitlets.Bytes(b"", help="The avatar as binary glTF (GLB) bytes.").tag(sync=True)
     canvas_width = traitlets.Int(320, help="Canvas width in CSS pixels.").tag(sync=True)
@@ -66,7 +54,7 @@ class AvatarView(anywidget.AnyWidget):
         """
         if "glb" not in kwargs:
             kwargs["glb"] = resolve_glb(avatar)
-        self._avatar_label = avatar if isinstance(avatar, str) else type(avatar).__name__
+        self._avatar_label = avatar_label(avatar)
         self._outbox = Outbox(self._deliver)
         super().__init__(**kwargs)
         self.observe(self._on_status, names="status")
@@ -79,29 +67,6 @@ class AvatarView(anywidget.AnyWidget):
         if status.startswith("error"):
             logger.warning("avatar view reports %s", status)
         self._outbox.on_status(status)
-
-    def set_avatar(self, avatar: AvatarSource) -> None:
-        """Show another avatar (library name, path or GLB bytes)."""
-        self.glb = resolve_glb(avatar)
-        self._avatar_label = avatar if isinstance(avatar, str) else type(avatar).__name__
-
-    def send_event(self, event: Event) -> bool:
-        """Forward one pipeline event to the browser; returns whether the avatar uses this kind of event."""
-        message = frontend_message(event)
-        if message is None:
-            return False
-        self._outbox.post(*message)
-        return True
-
-    def play(self, events: Iterable[Event]) -> None:
-        """Play a finished turn: ``begin``, every event the avatar uses, ``end`` (any iterable of events)."""
-        for msg, buffers in turn_messages(events):
-            self._outbox.post(msg, buffers)
-
-    def stop(self) -> None:
-        """Barge-in: stop the audio and relax the mouth now; a turn still waiting to be delivered is dropped."""
-        self._outbox.clear()
-        self._outbox.post(stop_message())
 
     def __repr__(self) -> str:
         return (

@@ -11,38 +11,19 @@ so the colour travels as ``canvas_background``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 import param
 from panel.custom import AnyWidgetComponent
 
-from ..events import Event
-from .protocol import (
-    BUNDLE,
-    AvatarSource,
-    Outbox,
-    frontend_message,
-    json_only,
-    resolve_glb,
-    stop_message,
-    turn_messages,
-)
+from .protocol import AvatarMessaging, AvatarSource, Outbox, avatar_label, esm_source, json_only, resolve_glb
 
 __all__ = ["AvatarPane"]
 
 logger = logging.getLogger(__name__)
 
-_MISSING_BUNDLE_ESM = """
-export default { render({ model, el }) {
-  el.textContent = "avatarium-lab: the avatar front-end bundle is not built; run `make js`.";
-  el.dataset.status = "error: front-end bundle missing";
-  model.set("status", "error: front-end bundle missing"); model.save_changes();
-} };
-"""
 
-
-class AvatarPane(AnyWidgetComponent):
+class AvatarPane(AvatarMessaging, AnyWidgetComponent):
     """A 3D talking avatar for Panel apps; same front end, methods and messages as ``AvatarView``.
 
     >>> pane = AvatarPane(avatar="aria", canvas_width=360, canvas_height=440)
@@ -54,7 +35,7 @@ class AvatarPane(AnyWidgetComponent):
     Messages sent before the browser shows the avatar wait here and are delivered once it reports ``ready``.
     """
 
-    _esm = BUNDLE if BUNDLE.is_file() else _MISSING_BUNDLE_ESM
+    _esm = esm_source()
 
     glb = param.Bytes(default=b"", doc="The avatar as binary glTF (GLB) bytes.")
     canvas_width = param.Integer(default=320, bounds=(16, 4096), doc="Canvas width in CSS pixels.")
@@ -70,7 +51,7 @@ class AvatarPane(AnyWidgetComponent):
         params.setdefault("width", params.get("canvas_width", self.param.canvas_width.default))
         params.setdefault("height", params.get("canvas_height", self.param.canvas_height.default))
         params["canvas_background"] = params.get("background", self.param.background.default)
-        self._avatar_label = avatar if isinstance(avatar, str) else type(avatar).__name__
+        self._avatar_label = avatar_label(avatar)
         self._outbox = Outbox(self._deliver)
         super().__init__(**params)
         self.param.watch(self._on_status, "status")
@@ -91,29 +72,6 @@ class AvatarPane(AnyWidgetComponent):
 
     def _on_background(self, event: param.parameterized.Event) -> None:
         self.canvas_background = event.new
-
-    def set_avatar(self, avatar: AvatarSource) -> None:
-        """Show another avatar (library name, path or GLB bytes)."""
-        self.glb = resolve_glb(avatar)
-        self._avatar_label = avatar if isinstance(avatar, str) else type(avatar).__name__
-
-    def send_event(self, event: Event) -> bool:
-        """Forward one pipeline event to the browser; returns whether the avatar uses this kind of event."""
-        message = frontend_message(event)
-        if message is None:
-            return False
-        self._outbox.post(*message)
-        return True
-
-    def play(self, events: Iterable[Event]) -> None:
-        """Play a finished turn: ``begin``, every event the avatar uses, ``end`` (any iterable of events)."""
-        for msg, buffers in turn_messages(events):
-            self._outbox.post(msg, buffers)
-
-    def stop(self) -> None:
-        """Barge-in: stop the audio and relax the mouth now; a turn still waiting to be delivered is dropped."""
-        self._outbox.clear()
-        self._outbox.post(stop_message())
 
     def __repr__(self) -> str:
         return (

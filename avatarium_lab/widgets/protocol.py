@@ -33,6 +33,7 @@ from ..events import Audio, Emotion, Event, TurnEnded, TurnStarted, Visemes
 
 __all__ = [
     "BUNDLE",
+    "AvatarMessaging",
     "AvatarSource",
     "Message",
     "Outbox",
@@ -202,6 +203,59 @@ class Outbox:
         """Feed every status the front end reports; the first one past loading opens the outbox."""
         if status not in ("", "loading"):
             self.open()
+
+
+MISSING_BUNDLE_ESM = """
+export default { render({ model, el }) {
+  el.textContent = "avatarium-lab: the avatar front-end bundle is not built; run `make js`.";
+  el.dataset.status = "error: front-end bundle missing";
+  model.set("status", "error: front-end bundle missing"); model.save_changes();
+} };
+"""
+"""Shown instead of the avatar when the bundle was never built, so the page says what to do instead of failing."""
+
+
+def esm_source() -> Path | str:
+    """What both widget classes load as their ES module: the bundle, or a module explaining it is missing."""
+    return BUNDLE if BUNDLE.is_file() else MISSING_BUNDLE_ESM
+
+
+def avatar_label(avatar: AvatarSource) -> str:
+    return avatar if isinstance(avatar, str) else type(avatar).__name__
+
+
+class AvatarMessaging:
+    """What ``AvatarView`` and ``AvatarPane`` share: they differ only in how one message reaches the browser.
+
+    Subclasses set ``_outbox`` (an :class:`Outbox` around their transport) and have a ``glb`` attribute.
+    """
+
+    _outbox: Outbox
+    _avatar_label: str
+    glb: Any
+
+    def set_avatar(self, avatar: AvatarSource) -> None:
+        """Show another avatar (library name, path or GLB bytes)."""
+        self.glb = resolve_glb(avatar)
+        self._avatar_label = avatar_label(avatar)
+
+    def send_event(self, event: Event) -> bool:
+        """Forward one pipeline event to the browser; returns whether the avatar uses this kind of event."""
+        message = frontend_message(event)
+        if message is None:
+            return False
+        self._outbox.post(*message)
+        return True
+
+    def play(self, events: Iterable[Event]) -> None:
+        """Play a finished turn: ``begin``, every event the avatar uses, ``end`` (any iterable of events)."""
+        for msg, buffers in turn_messages(events):
+            self._outbox.post(msg, buffers)
+
+    def stop(self) -> None:
+        """Barge-in: stop the audio and relax the mouth now; a turn still waiting to be delivered is dropped."""
+        self._outbox.clear()
+        self._outbox.post(stop_message())
 
 
 def turn_messages(events: Iterable[Event]) -> list[Message]:
