@@ -56,9 +56,79 @@ class ModelNotFound(ConfigError):
 
 
 class ProviderError(AvatariumError):
-    """A chat provider failed."""
+    """A chat provider failed. ``provider`` names it (``openai:gpt-4o-mini``), ``status`` is the HTTP status if any.
+
+    Subclasses say what kind of failure it was; ``retryable`` says whether trying again (the same provider after
+    a pause, or the next one in a failover chain) can help.
+    """
 
     code = "provider_error"
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None, code: str | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message, code=code, retryable=retryable)
+        self.provider = provider
+        self.status = status
+
+
+class ProviderAuthError(ProviderError):
+    """The key was missing, invalid or revoked (401/403): another attempt with the same key cannot help."""
+
+    code = "provider_auth"
+
+
+class ProviderBadRequest(ProviderError):
+    """The provider rejected the request itself (400/404/422): an unknown model, a bad parameter."""
+
+    code = "provider_bad_request"
+
+
+class RateLimited(ProviderError):
+    """429 (or a vendor's rate-limit body); ``retry_after`` seconds when the provider said how long to wait."""
+
+    code = "rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, overloaded (Anthropic's 529), connection refused or reset."""
+
+    code = "provider_unavailable"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """No connection, no first token or too long a gap between chunks within the configured time."""
+
+    code = "provider_timeout"
+    retryable = True
+
+
+class MalformedStream(ProviderError):
+    """The stream broke its wire format: invalid JSON in a chunk, truncated, or ended without its final event."""
+
+    code = "malformed_stream"
+    retryable = True
+
+
+class PlanRequired(ProviderError):
+    """The model is premium and the tenant's plan does not include it (raised before any network call)."""
+
+    code = "plan_required"
+
+
+class AllProvidersFailed(ProviderError):
+    """Every provider of a failover chain failed; ``attempts`` lists what was tried and why it failed."""
+
+    code = "all_providers_failed"
+
+    def __init__(self, message: str, *, attempts: list[dict[str, object]] | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.attempts = attempts or []
 
 
 class VoiceError(AvatariumError):

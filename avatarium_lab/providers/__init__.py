@@ -35,6 +35,32 @@ class GenerationParams:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderTimeouts:
+    """Seconds. Adapters give ``connect`` to their HTTP client (and a read timeout of the larger of the other
+    two as a backstop); ``FailoverChain`` enforces ``first_token`` and ``idle`` (longest gap between chunks)."""
+
+    connect: float = 5.0
+    first_token: float = 15.0
+    idle: float = 10.0
+
+
+CONTINUE_INSTRUCTION = (
+    "Continue your previous reply exactly where it stopped, mid-sentence if need be. Do not repeat anything."
+)
+"""Sent after a partial assistant message when a failover chain asks another provider to finish a reply."""
+
+
+def continuation_messages(messages: list[ChatMessage], partial: str) -> list[ChatMessage]:
+    """The chat-form request for finishing ``partial``: the partial reply as an assistant message, then the
+    instruction to continue it. Vendors with true assistant prefill (Anthropic) send the partial message last
+    instead, without the instruction."""
+    if not partial:
+        return list(messages)
+    return [*messages, {"role": "assistant", "content": partial},
+            {"role": "user", "content": CONTINUE_INSTRUCTION}]
+
+
+@dataclass(frozen=True, slots=True)
 class Delta:
     """A piece of the reply's text."""
 
@@ -55,10 +81,18 @@ StreamItem = Delta | UsageReport
 
 @runtime_checkable
 class ChatProvider(Protocol):
+    """One model behind one API. ``name`` is ``"<vendor>:<model>"``; errors are ``ProviderError`` subclasses.
+
+    ``continue_from`` asks the provider to finish a reply another provider started (failover mid-stream): the
+    adapter sends it the vendor's way (assistant prefill, or ``continuation_messages``) and streams only the
+    continuation.
+    """
+
     name: str
     model: str
 
-    def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[StreamItem]:
+    def stream(self, messages: list[ChatMessage], params: GenerationParams, *,
+               continue_from: str = "") -> AsyncIterator[StreamItem]:
         """Stream the reply to ``messages``."""
         ...
 
