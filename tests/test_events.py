@@ -95,4 +95,4 @@ def test_latency_breakdown_needs_the_start() -> None:
 
 
 def test_event_type_names_are_unique() -> None:
-    assert len(EVENT_TYPES) == 12
+    assert len(EVENT_TYPES) == 14

@@ -7,6 +7,7 @@ items as text arrives and, at the end, one ``UsageReport``; the pipeline stamps 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypedDict, runtime_checkable
@@ -69,14 +70,42 @@ class Delta:
 
 @dataclass(frozen=True, slots=True)
 class UsageReport:
-    """Token counts for the whole reply; ``estimated`` when the model did not report them itself."""
+    """Token counts for the whole reply; ``estimated`` when the model did not report them itself. A failover
+    chain fills in which ``provider`` it came from and its ``cost`` (USD, from the catalog's prices)."""
 
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False
+    provider: str = ""
+    cost: float | None = None
 
 
-StreamItem = Delta | UsageReport
+@dataclass(frozen=True, slots=True)
+class AttemptReport:
+    """One attempt of a failover chain: which provider, its outcome, and why it failed."""
+
+    provider: str
+    attempt: int
+    outcome: Literal["ok", "failed", "skipped"]
+    code: str = ""
+    message: str = ""
+    elapsed: float = 0.0
+    chars: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchReport:
+    """A failover chain moved on to another provider (or retried the same one); ``mid_stream`` when some of the
+    reply had already been delivered, in which case the next provider continues after ``committed_chars``."""
+
+    from_provider: str
+    to_provider: str
+    reason: str
+    mid_stream: bool
+    committed_chars: int
+
+
+StreamItem = Delta | UsageReport | AttemptReport | SwitchReport
 
 
 @runtime_checkable
@@ -97,19 +126,25 @@ class ChatProvider(Protocol):
         ...
 
 
-ProviderFactory = Callable[[ProviderConfig], ChatProvider]
-_FACTORIES: dict[str, ProviderFactory] = {}
+AdapterFactory = Callable[..., ChatProvider]
+"""``factory(cfg, *, model, key, timeouts)``: the adapter for one ``ProviderConfig`` (``model`` is the vendor's
+model id after the catalog lookup, ``key`` the resolved ``Secret`` or None)."""
+
+_ADAPTERS: dict[str, AdapterFactory] = {}
+# Built-in kinds and the module that registers each; a new provider is one module that calls register_adapter.
+_BUILTIN = {"embedded": "embedded", "replay": "cassette", "openai": "openai_chat", "xai": "openai_chat",
+            "custom": "openai_chat", "anthropic": "anthropic_chat", "google": "google_chat"}
 
 
-def register_provider(kind: str, factory: ProviderFactory) -> None:
-    _FACTORIES[kind] = factory
+def register_adapter(kind: str, factory: AdapterFactory) -> None:
+    """Make ``provider.kind: <kind>`` in a configuration build adapters with ``factory``."""
+    _ADAPTERS[kind] = factory
 
 
-def build_provider(cfg: ProviderConfig) -> ChatProvider:
-    """The provider a configuration's ``provider`` section describes."""
-    from . import embedded  # noqa: F401  (registers the default provider)
-
-    factory = _FACTORIES.get(cfg.kind)
-    if factory is None:
-        raise ConfigError(f"provider.kind: unknown provider {cfg.kind!r}; known: {sorted(_FACTORIES)}")
-    return factory(cfg)
+def adapter_factory(kind: str) -> AdapterFactory:
+    if kind not in _ADAPTERS and kind in _BUILTIN:
+        importlib.import_module(f"{__name__}.{_BUILTIN[kind]}")
+    if kind not in _ADAPTERS:
+        known = sorted(set(_BUILTIN) | set(_ADAPTERS))
+        raise ConfigError(f"provider.kind: unknown provider {kind!r}; known: {known}")
+    return _ADAPTERS[kind]

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import ProviderConfig
 from ..errors import ModelNotFound, ProviderError
-from . import ChatMessage, Delta, GenerationParams, StreamItem, UsageReport, register_provider
+from . import ChatMessage, Delta, GenerationParams, StreamItem, UsageReport, register_adapter
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class _Request:
     messages: list[ChatMessage]
     params: GenerationParams
     cancel: threading.Event
+    continue_from: str = ""
 
 
 class LoadedModel:
@@ -191,7 +192,8 @@ class LoadedModel:
             else:
                 self.warm_prefix(system)
         formatted = self.formatter(messages=messages)
-        prompt_tokens = self._tokens(formatted.prompt)
+        # A local model continues a partial reply exactly: the partial text simply follows the assistant header.
+        prompt_tokens = self._tokens(formatted.prompt + req.continue_from)
         if len(prompt_tokens) + req.params.max_tokens > self.llm.n_ctx():
             raise ProviderError(
                 f"prompt of {len(prompt_tokens)} tokens + max_tokens {req.params.max_tokens} exceeds the "
@@ -249,7 +251,7 @@ def _close_models() -> None:
 class EmbeddedProvider:
     """``ChatProvider`` over a local GGUF model."""
 
-    name = "embedded"
+    vendor = "embedded"
 
     def __init__(self, cfg: ProviderConfig | None = None) -> None:
         cfg = cfg or ProviderConfig()
@@ -257,6 +259,7 @@ class EmbeddedProvider:
         self.source_path = resolve_model_path(cfg.model_path)
         self.path = self.source_path
         self.model = self.path.stem + (f"@{cfg.requantize}" if cfg.requantize else "")
+        self.name = f"embedded:{self.model}"
         # All cores by default: on the idle 2-core machine two threads made 56 tokens/s against 37 for one.
         # llama.cpp's OpenMP threads spin while they wait for each other, so on a machine busy with other work
         # (a browser, a test suite) one thread is far more robust: configure provider.n_threads then.
@@ -280,10 +283,14 @@ class EmbeddedProvider:
         if system_prompt:
             model.executor.submit(model.warm_prefix, system_prompt).result()
 
-    async def stream(self, messages: list[ChatMessage], params: GenerationParams) -> AsyncIterator[StreamItem]:
+    def count_tokens(self, text: str) -> int:
+        return len(self.loaded.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    async def stream(self, messages: list[ChatMessage], params: GenerationParams, *,
+                     continue_from: str = "") -> AsyncIterator[StreamItem]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        req = _Request(messages=messages, params=params, cancel=threading.Event())
+        req = _Request(messages=messages, params=params, cancel=threading.Event(), continue_from=continue_from)
 
         def put(item: Any) -> None:
             try:
@@ -320,4 +327,4 @@ class EmbeddedProvider:
             req.cancel.set()
 
 
-register_provider("embedded", EmbeddedProvider)
+register_adapter("embedded", lambda cfg, **_: EmbeddedProvider(cfg))
