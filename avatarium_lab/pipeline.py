@@ -19,6 +19,7 @@ import queue
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -417,25 +418,26 @@ class _TurnStages:
         index = 0
         current = p.provider.name
         try:
-            async for item in p.provider.stream(messages, params):
-                if isinstance(item, Delta):
-                    self.reply_text += item.text
-                    await self.emit(TextDelta(turn_id=self.turn_id, text=item.text, provider=current))
-                    for piece in self.splitter.feed(item.text):
-                        index = await self._sentence(index, piece, continues=True)
-                elif isinstance(item, UsageReport):
-                    await self.emit(Usage(turn_id=self.turn_id, prompt_tokens=item.prompt_tokens,
-                                          completion_tokens=item.completion_tokens, estimated=item.estimated,
-                                          cost=item.cost or 0.0, model=item.provider or current))
-                elif isinstance(item, SwitchReport):
-                    current = item.to_provider
-                    await self.emit(ProviderSwitched(
-                        turn_id=self.turn_id, from_provider=item.from_provider, to_provider=item.to_provider,
-                        reason=item.reason, mid_stream=item.mid_stream, committed_chars=item.committed_chars))
-                elif isinstance(item, AttemptReport):
-                    await self.emit(ProviderAttempt(
-                        turn_id=self.turn_id, provider=item.provider, attempt=item.attempt, outcome=item.outcome,
-                        code=item.code, message=item.message, elapsed=item.elapsed, chars=item.chars))
+            async with aclosing(p.provider.stream(messages, params)) as stream:
+                async for item in stream:
+                    if isinstance(item, Delta):
+                        self.reply_text += item.text
+                        await self.emit(TextDelta(turn_id=self.turn_id, text=item.text, provider=current))
+                        for piece in self.splitter.feed(item.text):
+                            index = await self._sentence(index, piece, continues=True)
+                    elif isinstance(item, UsageReport):
+                        await self.emit(Usage(turn_id=self.turn_id, prompt_tokens=item.prompt_tokens,
+                                              completion_tokens=item.completion_tokens, estimated=item.estimated,
+                                              cost=item.cost or 0.0, model=item.provider or current))
+                    elif isinstance(item, SwitchReport):
+                        current = item.to_provider
+                        await self.emit(ProviderSwitched(
+                            turn_id=self.turn_id, from_provider=item.from_provider, to_provider=item.to_provider,
+                            reason=item.reason, mid_stream=item.mid_stream, committed_chars=item.committed_chars))
+                    elif isinstance(item, AttemptReport):
+                        await self.emit(ProviderAttempt(
+                            turn_id=self.turn_id, provider=item.provider, attempt=item.attempt, outcome=item.outcome,
+                            code=item.code, message=item.message, elapsed=item.elapsed, chars=item.chars))
             for piece in self.splitter.flush():
                 index = await self._sentence(index, piece, continues=False)
         finally:

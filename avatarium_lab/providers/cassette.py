@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,13 +73,14 @@ class RecordingProvider:
         t0 = time.perf_counter()
         items: list[list[Any]] = []
         try:
-            async for item in self.inner.stream(messages, params, continue_from=continue_from):
-                dt = round(time.perf_counter() - t0, 6)
-                if isinstance(item, Delta):
-                    items.append([dt, "delta", item.text])
-                elif isinstance(item, UsageReport):
-                    items.append([dt, "usage", item.prompt_tokens, item.completion_tokens, item.estimated])
-                yield item
+            async with aclosing(self.inner.stream(messages, params, continue_from=continue_from)) as inner:
+                async for item in inner:
+                    dt = round(time.perf_counter() - t0, 6)
+                    if isinstance(item, Delta):
+                        items.append([dt, "delta", item.text])
+                    elif isinstance(item, UsageReport):
+                        items.append([dt, "usage", item.prompt_tokens, item.completion_tokens, item.estimated])
+                    yield item
         except ProviderError as exc:
             items.append([round(time.perf_counter() - t0, 6), "error", exc.code, redact(exc.message)])
             raise

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from ..config import FailoverConfig
@@ -191,10 +192,13 @@ class FailoverChain:
                 started = self._clock()
                 before = len(committed)
                 try:
-                    async for item in self._attempt(member, messages, params, committed):
-                        if isinstance(item, Delta):
-                            committed += item.text
-                        yield item
+                    # aclosing: leaving early (the consumer closed us) must close the member's stream now, not
+                    # whenever the garbage collector finalizes it, so the HTTP request or generation stops.
+                    async with aclosing(self._attempt(member, messages, params, committed)) as attempt_stream:
+                        async for item in attempt_stream:
+                            if isinstance(item, Delta):
+                                committed += item.text
+                            yield item
                 except ProviderError as exc:
                     last_error = exc
                     self.breaker.failure(member.name)
