@@ -14,7 +14,7 @@ KEY = "sk-test-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
 
 def test_secret_never_shows_its_value() -> None:
     s = Secret(KEY, source="env:OPENAI_API_KEY")
-    for text in (str(s), repr(s), f"{s}", f"{s!r}", "%s" % s, format(s, ">10")):
+    for text in (str(s), repr(s), f"{s}", f"{s!r}", "%s" % s, format(s, ">10")):  # noqa: UP031
         assert KEY not in text
     assert s.reveal() == KEY
     with pytest.raises(TypeError):
