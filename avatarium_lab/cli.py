@@ -84,6 +84,33 @@ def cmd_personas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .providers.catalog import load_catalog
+    from .secrets import resolve_key
+
+    catalog = load_catalog()
+    rows = []
+    for entry in catalog.models:
+        plans = [name for name, plan in catalog.plans.items() if entry.tier != "premium" or plan.premium_models]
+        key = None if entry.vendor == "embedded" else resolve_key(entry.vendor)
+        rows.append({
+            **entry.model_dump(),
+            "plan": plans[0] if plans else None,
+            "plans": plans,
+            "key_configured": entry.vendor == "embedded" or key is not None,
+            "key_source": "embedded" if entry.vendor == "embedded" else (key.source if key else None),
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'id':<20}{'tier':<10}{'vendor':<11}{'plan':<9}{'in $/M':>8}{'out $/M':>9}  key")
+        for r in rows:
+            print(f"{r['id']:<20}{r['tier']:<10}{r['vendor']:<11}{r['plan']:<9}{r['price_in']:>8.2f}"
+                  f"{r['price_out']:>9.2f}  {r['key_source'] or '-'}")
+        print("prices: USD per million tokens, as configured in avatarium_lab/providers/catalog.yaml")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.config:
@@ -119,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     personas = sub.add_parser("personas", help="list the built-in personas")
     personas.add_argument("--json", action="store_true")
     personas.set_defaults(func=cmd_personas)
+
+    models = sub.add_parser("models", help="list the model catalog: tiers, plans, prices, configured keys")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
 
     demo = sub.add_parser("demo", help="serve the Panel demo page")
     demo.add_argument("--config", type=Path, default=None)
