@@ -235,7 +235,7 @@ class AnthropicChatProvider:
         finally:
             if sdk_stream is not None:
                 # Releases the HTTP response when the consumer stopped early (aclose) or the stream failed.
-                pass  # SABOTAGE
+                await sdk_stream.close()
         tail = joiner.flush()
         if tail:
             chars += len(tail)

@@ -149,7 +149,6 @@ def make_anthropic_app(behaviour: FakeBehaviour) -> Starlette:
         try:
             body: Any = json.loads(raw) if raw else None
         except json.JSONDecodeError:
-            body = None
             behaviour.record(request.url.path, raw.decode("utf-8", "replace"), headers)
             return error_response(400, "invalid_request_error", "There was an error parsing the body of your request")
         behaviour.record(request.url.path, body, headers)
@@ -160,6 +159,8 @@ def make_anthropic_app(behaviour: FakeBehaviour) -> Starlette:
             return error_response(400, "invalid_request_error", problem)
 
         fault = behaviour.next_fault()
+        if fault is not None:
+            log.debug("fake anthropic: applying fault", extra={"fault": fault.kind, "fault_status": fault.status})
         if fault is not None and fault.kind == "status":
             return error_response(fault.status)
         if fault is not None and fault.kind == "rate_limit":
