@@ -232,8 +232,9 @@ class OpenAIChatProvider:
         """Close the SDK clients (and their connections); the provider builds a new one if used again."""
         loop = asyncio.get_running_loop()
         clients, self._clients = self._clients, {}
-        if self._spare is not None:
-            clients[loop], self._spare = clients.get(loop) or self._spare, None
+        if self._spare is not None:  # never used, so bound to no loop
+            spare, self._spare = self._spare, None
+            await spare.close()
         for owner, client in clients.items():
             if owner is loop:
                 await client.close()
@@ -266,7 +267,9 @@ class OpenAIChatProvider:
         try:
             sdk_stream = await client.chat.completions.create(**self._request_kwargs(sent, params))
         except Exception as exc:  # noqa: BLE001 - every failure is mapped to a typed error
-            raise self._map_error(exc, began=False, chunks=0) from None
+            error = self._map_error(exc, began=False, chunks=0)
+            log.debug("request failed", extra={"provider": self.name, "error_code": error.code})
+            raise error from None
 
         reply: list[str] = []
         chunks = 0
@@ -277,8 +280,8 @@ class OpenAIChatProvider:
                 chunks += 1
                 if chunk.usage is not None:
                     usage = chunk.usage
-                for choice in chunk.choices:
-                    if choice.index != 0:
+                for choice in chunk.choices or ():  # lenient servers send null choices, or no index
+                    if choice.index not in (0, None):
                         continue
                     text = choice.delta.content if choice.delta is not None else None
                     if choice.finish_reason is not None:
@@ -287,7 +290,14 @@ class OpenAIChatProvider:
                         reply.append(text)
                         yield Delta(text)
         except Exception as exc:  # noqa: BLE001 - GeneratorExit/CancelledError are not Exceptions: they pass
-            raise self._map_error(exc, began=True, chunks=chunks) from None
+            error = self._map_error(exc, began=True, chunks=chunks)
+            if finish_reason is None or not isinstance(error, MalformedStream | ProviderTimeout):
+                log.debug("stream failed", extra={"provider": self.name, "error_code": error.code})
+                raise error from None
+            # The reply was complete (it had its finish_reason); only the usage chunk or [DONE] got lost. Failing
+            # now would make a failover chain "continue" a finished reply.
+            log.warning("stream broke after its finish_reason; keeping the complete reply",
+                        extra={"provider": self.name, "error_code": error.code})
         finally:
             # Also on aclose() by a consumer that stopped early: release the HTTP response (and the server).
             await sdk_stream.close()

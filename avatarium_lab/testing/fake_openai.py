@@ -6,6 +6,11 @@ usage chunk of ``stream_options.include_usage`` and the closing ``data: [DONE]``
 other OpenAI-compatible client. A behaviour whose ``api_key`` is empty accepts any or no key, like the local
 servers the ``custom`` vendor talks to.
 
+Faults follow ``fake_vendors.Fault``; ``status`` 429 answers like ``rate_limit``. A mid-stream fault whose
+``after_chunks`` is past the last content chunk strikes after the ``finish_reason`` chunk (before the usage chunk
+and ``[DONE]``). ``in_stream_error`` sends OpenAI's ``data: {"error": {...}}`` for ``fault.status`` (a 5xx; 500
+otherwise) and ends the body.
+
 Each request's record (``behaviour.requests[i]``) gains ``"outcome"``: ``"completed"`` when the whole stream
 was sent, ``"disconnected"`` when the client went away first, ``"fault:<kind>"`` when a fault ended it.
 """
@@ -152,10 +157,14 @@ def make_openai_app(behaviour: FakeBehaviour) -> Starlette:
             return _error(400, {"message": "This fake server only streams: set stream=true.",
                                 "type": "invalid_request_error", "param": "stream", "code": None})
         fault = behaviour.next_fault()
-        if fault is not None and fault.kind == "status":
+        if fault is not None and fault.kind == "status" and fault.status != 429:
             record["outcome"] = "fault:status"
+            if fault.status == 401:
+                return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your "
+                                    "API key at https://platform.openai.com/account/api-keys.",
+                                    "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
             return _status_error(fault.status, model)
-        if fault is not None and fault.kind == "rate_limit":
+        if fault is not None and fault.kind in ("rate_limit", "status"):
             record["outcome"] = "fault:rate_limit"
             return _rate_limited(fault, model)
 
@@ -199,10 +208,13 @@ def make_openai_app(behaviour: FakeBehaviour) -> Starlette:
                 if behaviour.ttft:
                     await asyncio.sleep(behaviour.ttft)
                 yield chunk({"role": "assistant", "content": ""})
-                strikes_mid = fault is not None and fault.kind in (
-                    "stall_mid", "truncate", "invalid_json", "in_stream_error")
+                # A mid-stream fault strikes after `after_chunks` content chunks; past the last one, it strikes
+                # after the finish_reason chunk (the reply is complete, its usage and [DONE] are not).
+                strike_at = -1
+                if fault is not None and fault.kind in ("stall_mid", "truncate", "invalid_json", "in_stream_error"):
+                    strike_at = fault.after_chunks if fault.after_chunks <= len(pieces) else len(pieces) + 1
                 for i, piece in enumerate([*pieces, None]):
-                    if strikes_mid and i == min(fault.after_chunks, len(pieces)):  # type: ignore[union-attr]
+                    if i == strike_at:
                         async for data in mid_stream_fault():
                             yield data
                         if record.get("outcome"):
@@ -216,6 +228,11 @@ def make_openai_app(behaviour: FakeBehaviour) -> Starlette:
                     record["outcome"] = "fault:no_terminal"
                     return  # a clean end of the body: no finish_reason, no usage, no [DONE]
                 yield chunk({}, "stop")
+                if strike_at == len(pieces) + 1:
+                    async for data in mid_stream_fault():
+                        yield data
+                    if record.get("outcome"):
+                        return
                 if include_usage:
                     completion = behaviour.completion_tokens(pieces)
                     yield _sse({
