@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import itertools
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from ..config import ProviderConfig
 from ..errors import (
     MalformedStream,
     ProviderAuthError,
@@ -49,6 +51,7 @@ from . import (
     StreamItem,
     UsageReport,
     continuation_messages,
+    register_adapter,
 )
 
 log = logging.getLogger(__name__)
@@ -253,9 +256,9 @@ class GoogleChatProvider:
         try:
             sdk_stream = await self._step(
                 self._client.aio.models.generate_content_stream(model=self.model, contents=contents, config=config),
-                responses)
-            while True:
-                chunk = await self._step(anext(sdk_stream, None), responses)
+                responses, chunks=0)
+            for chunks in itertools.count():
+                chunk = await self._step(anext(sdk_stream, None), responses, chunks=chunks)
                 if chunk is None:
                     break
                 if chunk.usage_metadata is not None:
@@ -284,7 +287,7 @@ class GoogleChatProvider:
                                   f"short after {len(''.join(text))} characters)", provider=self.name, status=200)
         yield self._usage(sent, "".join(text), usage)
 
-    async def _step(self, awaitable: Any, responses: list[Any]) -> Any:
+    async def _step(self, awaitable: Any, responses: list[Any], *, chunks: int) -> Any:
         """Await one step of the SDK with this stream's response sink active; map what it raises."""
         token = _RESPONSE_SINK.set(responses)
         try:
@@ -294,13 +297,15 @@ class GoogleChatProvider:
         except Exception as exc:
             # Error statuses pass the response hook too: "responded" means a 200 stream had begun.
             responded = any(getattr(r, "status_code", None) == 200 for r in responses)
-            raise self._map_error(exc, responded=responded) from exc
+            raise self._map_error(exc, responded=responded, chunks=chunks) from exc
         finally:
             _RESPONSE_SINK.reset(token)
 
     async def _release(self, sdk_stream: Any, responses: list[Any]) -> None:
-        # Closing the SDK's generator only closes its inner generators when the garbage collector gets to them;
-        # closing the httpx responses directly releases the connection now (an early stop, an error, a cancel).
+        # Closing the SDK's generator does not reach the HTTP response: google-genai's HttpResponse holds its own
+        # segment iterator (a reference cycle), so the generators under it -- and the connection -- stay open until
+        # the cyclic garbage collector runs (measured: still ACTIVE in the pool). Closing the httpx responses
+        # ourselves releases the connection now, on an early stop as on an error.
         if sdk_stream is not None:
             with contextlib.suppress(Exception):
                 await sdk_stream.aclose()
@@ -329,39 +334,42 @@ class GoogleChatProvider:
 
     # -- errors -------------------------------------------------------------------------------------------
 
-    def _map_error(self, exc: Exception, *, responded: bool) -> ProviderError:
+    def _map_error(self, exc: Exception, *, responded: bool, chunks: int) -> ProviderError:
         """The typed error for anything the SDK or its HTTP library raised. Messages pass through ``redact``."""
         name = self.name
         kind = type(exc).__name__
-        detail = redact(str(exc)) or kind
-        log.debug("google provider error", extra={"provider": name, "error_type": kind, "responded": responded})
+        text = redact(str(exc)).strip()
+        detail = _clip(text) if text else "no detail"
+        cause = f"{kind}: {detail}" if text else kind  # httpx's ReadError (a reset) has an empty message
+        log.debug("google provider error", extra={"provider": name, "error_type": kind, "responded": responded,
+                                                   "chunks": chunks})
         if isinstance(exc, genai_errors.APIError):
             return self._map_api_error(exc, in_stream=responded)
         if isinstance(exc, genai_errors.UnknownApiResponseError):
-            return MalformedStream(f"{name}: a stream chunk is not valid JSON ({_clip(detail)})", provider=name,
+            return MalformedStream(f"{name}: a stream chunk is not valid JSON ({detail})", provider=name,
                                    status=200)
         if isinstance(exc, _CONNECT_TIMEOUT):
             return ProviderTimeout(f"{name}: no connection within {self.timeouts.connect:g} s ({kind})",
                                    provider=name)
         if isinstance(exc, _TIMEOUT):
             read = max(self.timeouts.first_token, self.timeouts.idle)
-            what = "next chunk" if responded else "response"
+            what = "response" if not responded else ("next chunk" if chunks else "first chunk")
             return ProviderTimeout(f"{name}: no {what} within {read:g} s ({kind})", provider=name)
         if isinstance(exc, _CONNECT_ERROR):
-            return ProviderUnavailable(f"{name}: cannot connect ({kind}: {_clip(detail)})", provider=name)
+            return ProviderUnavailable(f"{name}: cannot connect ({cause})", provider=name)
         if isinstance(exc, _BODY_BROKEN):
             if responded:
-                return MalformedStream(f"{name}: the stream was cut off before its end ({kind}: {_clip(detail)})",
+                return MalformedStream(f"{name}: the stream was cut off before its end ({cause})",
                                        provider=name, status=200)
-            return ProviderUnavailable(f"{name}: the connection closed before a response ({kind}: "
-                                       f"{_clip(detail)})", provider=name)
+            return ProviderUnavailable(f"{name}: the connection was closed or reset before a response ({cause})",
+                                       provider=name)
         if isinstance(exc, _TRANSPORT):
-            return ProviderUnavailable(f"{name}: transport failure ({kind}: {_clip(detail)})", provider=name)
+            return ProviderUnavailable(f"{name}: transport failure ({cause})", provider=name)
         if isinstance(exc, json.JSONDecodeError):
-            return MalformedStream(f"{name}: a stream chunk is not valid JSON ({_clip(detail)})", provider=name)
+            return MalformedStream(f"{name}: a stream chunk is not valid JSON ({detail})", provider=name)
         if isinstance(exc, ValueError):  # the SDK validates arguments (model name, contents) with ValueError
-            return ProviderBadRequest(f"{name}: request rejected by google-genai: {_clip(detail)}", provider=name)
-        return ProviderError(f"{name}: unexpected {kind}: {_clip(detail)}", provider=name)
+            return ProviderBadRequest(f"{name}: request rejected by google-genai: {detail}", provider=name)
+        return ProviderError(f"{name}: unexpected {cause}", provider=name)
 
     def _map_api_error(self, exc: genai_errors.APIError, *, in_stream: bool) -> ProviderError:
         name = self.name
@@ -394,3 +402,11 @@ def _enum_name(value: Any) -> str:
 
 def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _factory(cfg: ProviderConfig, *, model: str, key: Secret | None, timeouts: ProviderTimeouts) -> GoogleChatProvider:
+    return GoogleChatProvider(model=model, api_key=key, base_url=cfg.base_url, headers=cfg.headers or None,
+                              timeouts=timeouts)
+
+
+register_adapter("google", _factory)

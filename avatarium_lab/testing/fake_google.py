@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -143,20 +143,21 @@ class _Reply:
                 "responseId": self.response_id}
 
 
-async def _stream_events(reply: _Reply, fault: Fault | None) -> AsyncIterator[bytes]:
+async def _stream_events(reply: _Reply, fault: Fault | None) -> AsyncGenerator[bytes, None]:
     """The SSE body of one streamed reply, with ``fault`` (one of the mid-stream kinds) applied."""
     b = reply.behaviour
     kind = fault.kind if fault else None
+    stall = fault.stall if fault else 0.0
     n = len(reply.chunks)
     cut = min(max(fault.after_chunks, 0), n) if fault else n  # chunks sent before a mid-stream fault
     if kind == "stall_before_first":
-        await asyncio.sleep(fault.stall)  # type: ignore[union-attr]
+        await asyncio.sleep(stall)  # headers are already out: StreamingResponse sends them before the body
     if b.ttft:
         await asyncio.sleep(b.ttft)
     for i in range(n):
         if i == cut and kind in ("stall_mid", "truncate", "invalid_json", "in_stream_error"):
             if kind == "stall_mid":
-                await asyncio.sleep(fault.stall)  # type: ignore[union-attr]
+                await asyncio.sleep(stall)
             elif kind == "truncate":
                 raise FakeTruncation("fake 'truncate' fault: dropping the connection mid-body")
             elif kind == "invalid_json":
@@ -177,7 +178,20 @@ async def _stream_events(reply: _Reply, fault: Fault | None) -> AsyncIterator[by
 
 
 def make_google_app(behaviour: FakeBehaviour) -> Starlette:
-    """A Starlette app faking the Gemini API's generateContent endpoints, driven by ``behaviour``."""
+    """A Starlette app faking the Gemini API's generateContent endpoints, driven by ``behaviour``.
+
+    ``app.state.open_streams`` counts streamed bodies still being served: it drops back once a client that
+    stopped reading has really closed its connection (what tests of an early ``aclose`` poll for).
+    """
+
+    async def tracked(events: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+        app.state.open_streams += 1
+        try:
+            async for event in events:
+                yield event
+        finally:
+            app.state.open_streams -= 1
+            await events.aclose()
 
     async def models(request: Request) -> Response:
         version = request.path_params["version"]
@@ -218,7 +232,9 @@ def make_google_app(behaviour: FakeBehaviour) -> Starlette:
             whole = reply.response(0, final=True, text="".join(reply.chunks))
             return JSONResponse(whole)
         # alt=sse is what the SDK asks for; without it the real API streams a JSON array, which is not faked.
-        return StreamingResponse(_stream_events(reply, fault), media_type="text/event-stream",
+        return StreamingResponse(tracked(_stream_events(reply, fault)), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
-    return Starlette(routes=[Route("/{version}/models/{rest:path}", models, methods=["POST"])])
+    app = Starlette(routes=[Route("/{version}/models/{rest:path}", models, methods=["POST"])])
+    app.state.open_streams = 0
+    return app
