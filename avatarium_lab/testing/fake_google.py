@@ -169,6 +169,10 @@ async def _stream_events(reply: _Reply, fault: Fault | None) -> AsyncGenerator[b
         if i and b.chunk_interval:
             await asyncio.sleep(b.chunk_interval)
         yield _sse(reply.response(i, final=(i == n - 1 and kind != "no_terminal")))
+    if n == 0 and kind is None:
+        # Nothing left to say (asked to continue a reply that was already complete): the API still ends the
+        # stream with one empty candidate carrying the finish reason.
+        yield _sse(reply.response(0, final=True, text=""))
     if cut == n and kind == "truncate":
         raise FakeTruncation("fake 'truncate' fault: dropping the connection before the body ends")
     if cut == n and kind == "invalid_json":
