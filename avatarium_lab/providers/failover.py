@@ -244,7 +244,9 @@ class FailoverChain:
             while True:
                 limit = member.timeouts.idle if got_text else member.timeouts.first_token
                 try:
-                    item = await asyncio.wait_for(anext(agen), timeout=limit)
+                    # asyncio.timeout, not wait_for: no extra task per chunk on the hot path
+                    async with asyncio.timeout(limit):
+                        item = await anext(agen)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
