@@ -349,7 +349,9 @@ class Pipeline:
         return self._loop().submit(coro).result()
 
     def close(self) -> None:
+        """Release the provider clients and the private event loop (if the synchronous API started one)."""
         if self._runner is not None:
+            self._runner.submit(self.provider.aclose()).result(timeout=10)
             self._runner.close()
             self._runner = None
 

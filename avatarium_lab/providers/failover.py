@@ -157,6 +157,14 @@ class FailoverChain:
     def __repr__(self) -> str:
         return f"FailoverChain({' -> '.join(m.name for m in self.members)})"
 
+    async def aclose(self) -> None:
+        """Close every member's HTTP client (SDK clients left to the garbage collector try to close
+        themselves on an event loop that may be gone)."""
+        for m in self.members:
+            close = getattr(m.provider, "aclose", None)
+            if callable(close):
+                await close()
+
     def warm(self, system_prompt: str | None = None) -> None:
         for m in self.members:
             warm = getattr(m.provider, "warm", None)

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .fake_vendors import FakeBehaviour, Fault
+from .fake_vendors import FakeBehaviour, Fault, InjectedTruncation
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,6 @@ def _rate_limit_headers(fault: Fault) -> dict[str, str]:
     return headers
 
 
-class _Truncated(Exception):
-    """Raised inside the body generator so the server aborts the chunked body (no terminating chunk)."""
 
 
 def make_anthropic_app(behaviour: FakeBehaviour) -> Starlette:
@@ -215,7 +213,7 @@ def make_anthropic_app(behaviour: FakeBehaviour) -> Starlette:
                 if kind == "stall_mid" and fault is not None:
                     await asyncio.sleep(fault.stall)
                 elif kind == "truncate":
-                    raise _Truncated("fake: connection dropped mid-body")
+                    raise InjectedTruncation("fake: connection dropped mid-body")
                 elif kind == "invalid_json":
                     yield b"event: content_block_delta\ndata: {not json\n\n"
                     return

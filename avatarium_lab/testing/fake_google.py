@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..providers import CONTINUE_INSTRUCTION
-from .fake_vendors import FakeBehaviour, Fault
+from .fake_vendors import FakeBehaviour, Fault, InjectedTruncation
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ _RATE_LIMIT_MESSAGE = (
 )
 
 
-class FakeTruncation(Exception):
-    """Raised inside the body generator so the server drops the connection mid-body (the 'truncate' fault)."""
 
 
 def error_body(code: int, message: str | None = None, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -159,7 +157,7 @@ async def _stream_events(reply: _Reply, fault: Fault | None) -> AsyncGenerator[b
             if kind == "stall_mid":
                 await asyncio.sleep(stall)
             elif kind == "truncate":
-                raise FakeTruncation("fake 'truncate' fault: dropping the connection mid-body")
+                raise InjectedTruncation("fake 'truncate' fault: dropping the connection mid-body")
             elif kind == "invalid_json":
                 yield b"data: {not json\r\n\r\n"
                 return
@@ -174,7 +172,7 @@ async def _stream_events(reply: _Reply, fault: Fault | None) -> AsyncGenerator[b
         # stream with one empty candidate carrying the finish reason.
         yield _sse(reply.response(0, final=True, text=""))
     if cut == n and kind == "truncate":
-        raise FakeTruncation("fake 'truncate' fault: dropping the connection before the body ends")
+        raise InjectedTruncation("fake 'truncate' fault: dropping the connection before the body ends")
     if cut == n and kind == "invalid_json":
         yield b"data: {not json\r\n\r\n"
     if cut == n and kind == "in_stream_error":

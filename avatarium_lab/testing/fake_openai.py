@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..providers import CONTINUE_INSTRUCTION
-from .fake_vendors import FakeBehaviour, Fault
+from .fake_vendors import FakeBehaviour, Fault, InjectedTruncation
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,6 @@ _NO_KEY_MESSAGE = (
 )
 
 
-class _Truncated(Exception):
-    """Raised inside the body generator: uvicorn then drops the connection before the chunked body ends."""
 
 
 def mask_key(key: str) -> str:
@@ -191,7 +189,7 @@ def make_openai_app(behaviour: FakeBehaviour) -> Starlette:
                 await asyncio.sleep(fault.stall)
                 record["outcome"] = None  # the client waited it out: the stream goes on
             elif fault.kind == "truncate":
-                raise _Truncated("fake OpenAI: truncating the stream on purpose")
+                raise InjectedTruncation("fake OpenAI: truncating the stream on purpose")
             elif fault.kind == "invalid_json":
                 yield b"data: {not json\n\n"
             elif fault.kind == "in_stream_error":

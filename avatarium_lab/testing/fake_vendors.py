@@ -14,6 +14,7 @@ uvicorn on an ephemeral 127.0.0.1 port in a background thread. Per request the a
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import threading
@@ -38,6 +39,22 @@ FaultKind = Literal[
     "no_terminal",         # stream every chunk but end cleanly without the final event ([DONE], message_stop, ...)
     "in_stream_error",     # stream `after_chunks` chunks, then the vendor's in-stream error event, if it has one
 ]
+
+
+class InjectedTruncation(Exception):
+    """Raised inside a fake's body generator so the server drops the connection mid-body ('truncate' fault)."""
+
+
+class _QuietInjectedFaults(logging.Filter):
+    """uvicorn logs a traceback for every deliberately truncated body; keep those out of test and notebook output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, InjectedTruncation):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        return True
 
 
 @dataclass
@@ -132,6 +149,10 @@ class FakeServer:
 
     def start(self) -> FakeServer:
         import uvicorn
+
+        error_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(f, _QuietInjectedFaults) for f in error_log.filters):
+            error_log.addFilter(_QuietInjectedFaults())
 
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
