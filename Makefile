@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test install install-test js system-deps lint bench clean
+.PHONY: demo test install install-test js system-deps lint bench live-providers clean
 
 demo: install $(BUNDLE)
 	$(VENV)/bin/avatarium demo $(if $(CONFIG),--config $(CONFIG))
@@ -49,6 +49,10 @@ system-deps:
 
 lint: install-test
 	$(VENV)/bin/ruff check avatarium_lab tests benchmarks
+
+# Optional: one short turn against each real vendor API whose key is set (skipped otherwise; never in CI).
+live-providers: install-test
+	$(PY) -m pytest tests/live -m live -p no:nbmake -o addopts="" -v
 
 bench: install $(BUNDLE)
 	$(PY) benchmarks/turn_latency.py

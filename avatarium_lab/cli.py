@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import AvatariumError
+from .secrets import install_log_redaction, redact
 
 APP_DIR = Path(__file__).resolve().parent / "app"
 
@@ -162,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
+    install_log_redaction()
     try:
         return args.func(args)
     except AvatariumError as exc:
-        print(f"avatarium: error [{exc.code}]: {exc.message}", file=sys.stderr)
+        print(f"avatarium: error [{exc.code}]: {redact(exc.message)}", file=sys.stderr)
         return 2
 
 

@@ -15,9 +15,11 @@ from avatarium_lab.config import load_config
 from avatarium_lab.errors import AvatariumError
 from avatarium_lab.events import Error, Sentence, TextDelta, TurnEnded, latency_breakdown
 from avatarium_lab.pipeline import Conversation, Pipeline
+from avatarium_lab.secrets import install_log_redaction
 from avatarium_lab.widgets.panel_view import AvatarPane
 
 pn.extension(notifications=False)
+install_log_redaction()
 
 _CSS = """
 .avatarium-title h1 { margin: 0; font: 600 22px system-ui, sans-serif; color: #1f2937; }
