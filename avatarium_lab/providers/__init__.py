@@ -61,6 +61,11 @@ def continuation_messages(messages: list[ChatMessage], partial: str) -> list[Cha
             {"role": "user", "content": CONTINUE_INSTRUCTION}]
 
 
+def estimate_tokens(text: str) -> int:
+    """The usual rough estimate when a tokenizer is not at hand: four characters a token, at least one."""
+    return max(1, (len(text) + 3) // 4)
+
+
 @dataclass(frozen=True, slots=True)
 class Delta:
     """A piece of the reply's text."""

@@ -42,7 +42,16 @@ from ..errors import (
     RateLimited,
 )
 from ..secrets import Secret, redact
-from . import ChatMessage, Delta, GenerationParams, ProviderTimeouts, StreamItem, UsageReport, register_adapter
+from . import (
+    ChatMessage,
+    Delta,
+    GenerationParams,
+    ProviderTimeouts,
+    StreamItem,
+    UsageReport,
+    estimate_tokens,
+    register_adapter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +154,7 @@ class AnthropicChatProvider:
 
     def count_tokens(self, text: str) -> int:
         """A rough estimate (about four characters a token); Claude's tokenizer is not available offline."""
-        return max(1, (len(text) + 3) // 4)
+        return estimate_tokens(text)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -244,7 +253,7 @@ class AnthropicChatProvider:
         if prompt_tokens is None:
             prompt_tokens = sum(self.count_tokens(m["content"]) for m in messages)
         if completion_tokens is None:
-            completion_tokens = max(1, chars // 4)
+            completion_tokens = max(1, (chars + 3) // 4)
         yield UsageReport(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, estimated=estimated)
 
     # -- errors ---------------------------------------------------------------------------------------------

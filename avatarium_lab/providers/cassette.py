@@ -28,7 +28,16 @@ from ..errors import (
     RateLimited,
 )
 from ..secrets import redact
-from . import ChatMessage, ChatProvider, Delta, GenerationParams, StreamItem, UsageReport, register_adapter
+from . import (
+    ChatMessage,
+    ChatProvider,
+    Delta,
+    GenerationParams,
+    StreamItem,
+    UsageReport,
+    estimate_tokens,
+    register_adapter,
+)
 
 _ERRORS: dict[str, type[ProviderError]] = {
     cls.code: cls for cls in (ProviderAuthError, ProviderBadRequest, RateLimited, ProviderUnavailable,
@@ -140,7 +149,7 @@ class ReplayProvider:
         return record["key"]
 
     def count_tokens(self, text: str) -> int:
-        return max(1, len(text) // 4)
+        return estimate_tokens(text)
 
     async def stream(self, messages: list[ChatMessage], params: GenerationParams, *,
                      continue_from: str = "") -> AsyncIterator[StreamItem]:

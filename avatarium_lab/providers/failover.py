@@ -34,6 +34,7 @@ from . import (
     StreamItem,
     SwitchReport,
     UsageReport,
+    estimate_tokens,
 )
 from .catalog import ModelEntry
 
@@ -178,7 +179,7 @@ class FailoverChain:
 
     def count_tokens(self, text: str) -> int:
         counter = getattr(self.members[0].provider, "count_tokens", None)
-        return counter(text) if callable(counter) else max(1, len(text) // 4)
+        return counter(text) if callable(counter) else estimate_tokens(text)
 
     async def stream(self, messages: list[ChatMessage], params: GenerationParams, *,
                      continue_from: str = "") -> AsyncIterator[StreamItem]:

@@ -51,6 +51,7 @@ from . import (
     StreamItem,
     UsageReport,
     continuation_messages,
+    estimate_tokens,
     register_adapter,
 )
 
@@ -198,7 +199,7 @@ class GoogleChatProvider:
 
     def count_tokens(self, text: str) -> int:
         """An estimate (about four characters a token), never less than 1; no network call."""
-        return max(1, (len(text) + 3) // 4)
+        return estimate_tokens(text)
 
     async def aclose(self) -> None:
         """Close the SDK client's connection pools."""

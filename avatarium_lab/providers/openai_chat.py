@@ -45,6 +45,7 @@ from . import (
     StreamItem,
     UsageReport,
     continuation_messages,
+    estimate_tokens,
     register_adapter,
 )
 
@@ -72,11 +73,6 @@ _TRY_AGAIN = re.compile(
     r"try again in\s+(?:(?P<ms>\d+(?:\.\d+)?)ms|(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?)",
     re.IGNORECASE,
 )
-
-
-def chars_to_tokens(text: str) -> int:
-    """The usual rough estimate: four characters a token, at least one."""
-    return max(1, round(len(text) / 4))
 
 
 def _scrub(text: str) -> str:
@@ -226,7 +222,7 @@ class OpenAIChatProvider:
 
     def count_tokens(self, text: str) -> int:
         """An estimate (4 characters a token): OpenAI-compatible servers do not all share one tokenizer."""
-        return chars_to_tokens(text)
+        return estimate_tokens(text)
 
     async def aclose(self) -> None:
         """Close the SDK clients (and their connections); the provider builds a new one if used again."""
@@ -314,8 +310,8 @@ class OpenAIChatProvider:
         else:
             text = "".join(reply)
             yield UsageReport(
-                prompt_tokens=chars_to_tokens("".join(m["content"] for m in sent)),
-                completion_tokens=chars_to_tokens(text) if text else 0,
+                prompt_tokens=estimate_tokens("".join(m["content"] for m in sent)),
+                completion_tokens=estimate_tokens(text) if text else 0,
                 estimated=True,
             )
 

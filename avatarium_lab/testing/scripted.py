@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProviderError
-from ..providers import ChatMessage, Delta, GenerationParams, StreamItem, UsageReport
+from ..providers import ChatMessage, Delta, GenerationParams, StreamItem, UsageReport, estimate_tokens
 from .fake_vendors import DEFAULT_SCRIPT, continuation_of, script_chunks
 
 
@@ -31,7 +31,7 @@ class ScriptedProvider:
     closed: int = 0
 
     def count_tokens(self, text: str) -> int:
-        return max(1, len(text) // 4)
+        return estimate_tokens(text)
 
     async def stream(self, messages: list[ChatMessage], params: GenerationParams, *,
                      continue_from: str = "") -> AsyncIterator[StreamItem]:

@@ -29,6 +29,7 @@ from avatarium_lab.providers import (
     ProviderTimeouts,
     UsageReport,
     adapter_factory,
+    estimate_tokens,
 )
 from avatarium_lab.providers.openai_chat import OpenAIChatProvider
 from avatarium_lab.secrets import Secret
@@ -167,9 +168,9 @@ async def test_usage_is_estimated_when_the_server_sends_none(fake: FakeBehaviour
     texts, usage = await collect(provider)
     await provider.aclose()
     assert "".join(texts) == DEFAULT_SCRIPT
-    prompt_chars = sum(len(m["content"]) for m in MESSAGES)
-    assert usage == [UsageReport(prompt_tokens=round(prompt_chars / 4), completion_tokens=round(len(DEFAULT_SCRIPT) / 4),
-                                 estimated=True)]
+    prompt_text = "".join(m["content"] for m in MESSAGES)
+    assert usage == [UsageReport(prompt_tokens=estimate_tokens(prompt_text),
+                                 completion_tokens=estimate_tokens(DEFAULT_SCRIPT), estimated=True)]
 
 
 @pytest.mark.asyncio
