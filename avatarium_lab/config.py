@@ -77,11 +77,20 @@ class FailoverConfig(_Strict):
 
 
 class VoiceConfig(_Strict):
-    """The voice; ``id`` None means the persona's default voice."""
+    """The voice; ``id`` None means the persona's default voice (ids: ``avatarium voices``)."""
 
     id: str | None = None
     rate: int | None = Field(default=None, ge=80, le=450, description="words per minute; None: persona default")
     pitch: int | None = Field(default=None, ge=0, le=100, description="0..100; None: persona default")
+    model_path: str | None = Field(default=None, description="piper: a voice .onnx on disk (its .onnx.json beside it)")
+    model: str | None = Field(default=None, description="cloud voices: the vendor's TTS model, if not the default")
+    base_url: str | None = Field(default=None, description="cloud voices: override the vendor's API address")
+    api_key_env: str | None = Field(default=None, description="environment variable holding the vendor key")
+    loudness_lufs: float | None = Field(default=-20.0, le=0, description="normalise every voice to this integrated "
+                                        "loudness so A/B listening is fair; null leaves the engine's level")
+    sample_rate: int | None = Field(default=None, ge=8000, le=48000, description="resample output (soxr); null keeps "
+                                    "the engine's rate")
+    timeouts: TimeoutsConfig = TimeoutsConfig()
 
 
 class LipSyncConfig(_Strict):

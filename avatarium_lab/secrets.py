@@ -22,6 +22,7 @@ VENDOR_ENV: dict[str, tuple[str, ...]] = {
     "anthropic": ("ANTHROPIC_API_KEY",),
     "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
     "xai": ("XAI_API_KEY",),
+    "elevenlabs": ("ELEVENLABS_API_KEY", "ELEVEN_API_KEY"),
 }
 
 _KNOWN: set[str] = set()
