@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ from .events import (
     latency_breakdown,
     now,
 )
+from .lipsync.aligners import text_proportional
 from .lipsync.visemes import phonemes_to_visemes
 from .personality import Persona, load_persona
 from .providers import (
@@ -64,7 +65,9 @@ from .providers.build import ProviderContext, build_chain
 from .providers.failover import FailoverChain, Member
 from .providers.prompting import fit_messages
 from .splitter import SentenceSplitter, speakable
-from .tts import Voice, get_voice
+from .tts import Voice
+from .tts.audio import pcm16_to_float
+from .tts.build import build_voice
 
 if TYPE_CHECKING:
     from .widgets import AvatarView
@@ -179,13 +182,14 @@ class Pipeline:
     ) -> None:
         self.config = config or Config.default()
         self.persona = persona or load_persona(self.config.persona)
+        context = context or ProviderContext(plan=self.config.plan)
         if provider is None:
             self.provider = build_chain(self.config, context)
         elif isinstance(provider, FailoverChain):
             self.provider = provider
         else:
             self.provider = FailoverChain([Member(provider)], self.config.failover)
-        self.voice = voice or self._voice_from_config()
+        self.voice = voice or build_voice(self.config.voice, self.persona, context)
         self.conversation = Conversation()
         self._runner: _LoopThread | None = None
 
@@ -196,12 +200,6 @@ class Pipeline:
         if overrides:
             cfg = cfg.with_overrides(**overrides)
         return cls(cfg)
-
-    def _voice_from_config(self) -> Voice:
-        v = self.config.voice
-        pv = self.persona.voice
-        return get_voice(v.id or pv.id, rate=v.rate if v.rate is not None else pv.rate,
-                         pitch=v.pitch if v.pitch is not None else pv.pitch)
 
     def __repr__(self) -> str:
         return (f"Pipeline(config={self.config.name!r}, persona={self.persona.id!r}, "
@@ -217,6 +215,9 @@ class Pipeline:
         self._run_sync(self._warm_voice())
 
     async def _warm_voice(self) -> None:
+        calibrate = getattr(self.voice, "calibrate", None)
+        if callable(calibrate):
+            await calibrate()  # measure the voice's loudness now rather than during the first turn
         async for chunk in self.voice.synthesize("Hi there."):
             if chunk.phonemes:
                 phonemes_to_visemes(chunk.phonemes)  # loads the viseme tables now, not during the first turn
@@ -459,37 +460,52 @@ class _TurnStages:
         return index + 1
 
     async def speak(self) -> None:
-        """Synthesize each sentence as it arrives; map engine phoneme timings to visemes."""
+        """Synthesize each sentence as it arrives; turn its phoneme timings (the engine's, or an aligner's for
+        voices without timings) into visemes."""
         p = self.p
         offset = 0.0
         last_emotion: tuple[str, float] | None = None
         while (item := await self.sentences.get()) is not None:
             sentence, spoken = item
+            seg = sentence.index
             emotion = p.persona.emotion_cue(sentence.text)
             if emotion != last_emotion:
                 await self.emit(Emotion(turn_id=self.turn_id, name=emotion[0], intensity=emotion[1],
                                         start=offset))
                 last_emotion = emotion
+            segment_start = offset
+            untimed: list[bytes] = []
+            untimed_rate = 0
             t0 = now()
-            async for chunk in p.voice.synthesize(spoken):
-                t1 = now()
-                if not chunk.pcm:
-                    continue
-                seg = sentence.index
-                await self.emit(Audio(turn_id=self.turn_id, segment=seg, pcm=chunk.pcm,
-                                      sample_rate=chunk.sample_rate, offset=offset, voice=p.voice.id))
-                await self.emit(StageTiming(turn_id=self.turn_id, stage="tts", start=t0, end=t1, segment=seg))
-                if chunk.phonemes is not None:
-                    l0 = now()
-                    phonemes = tuple(TimedPhoneme(ph.symbol, ph.start + offset, ph.end + offset)
-                                     for ph in chunk.phonemes)
-                    visemes = phonemes_to_visemes(phonemes)
-                    await self.emit(Phonemes(turn_id=self.turn_id, segment=seg, items=phonemes, source="engine"))
-                    await self.emit(Visemes(turn_id=self.turn_id, segment=seg, items=visemes))
-                    await self.emit(StageTiming(turn_id=self.turn_id, stage="lipsync", start=l0, end=now(),
-                                                segment=seg))
-                offset += chunk.duration
-                t0 = now()
+            async with aclosing(p.voice.synthesize(spoken)) as chunks:
+                async for chunk in chunks:
+                    t1 = now()
+                    if not chunk.pcm:
+                        continue
+                    await self.emit(Audio(turn_id=self.turn_id, segment=seg, pcm=chunk.pcm,
+                                          sample_rate=chunk.sample_rate, offset=offset, voice=p.voice.id))
+                    await self.emit(StageTiming(turn_id=self.turn_id, stage="tts", start=t0, end=t1, segment=seg))
+                    if chunk.phonemes is not None:
+                        await self._lip_sync(seg, chunk.phonemes, offset, "engine")
+                    else:
+                        untimed.append(chunk.pcm)
+                        untimed_rate = chunk.sample_rate
+                    offset += chunk.duration
+                    t0 = now()
+            if untimed:
+                # No timings from the engine: align the sentence's audio against its text once it is complete.
+                # The audio is already playing; the visemes reach the renderer before playback reaches them.
+                samples = pcm16_to_float(b"".join(untimed))
+                phonemes = await asyncio.to_thread(text_proportional, samples, untimed_rate, spoken)
+                await self._lip_sync(seg, phonemes, segment_start, "text-proportional")
+
+    async def _lip_sync(self, seg: int, phonemes: Sequence[TimedPhoneme], offset: float, source: str) -> None:
+        l0 = now()
+        timed = tuple(TimedPhoneme(ph.symbol, ph.start + offset, ph.end + offset) for ph in phonemes)
+        visemes = phonemes_to_visemes(timed)
+        await self.emit(Phonemes(turn_id=self.turn_id, segment=seg, items=timed, source=source))
+        await self.emit(Visemes(turn_id=self.turn_id, segment=seg, items=visemes))
+        await self.emit(StageTiming(turn_id=self.turn_id, stage="lipsync", start=l0, end=now(), segment=seg))
 
 
 def _first_error(exc: BaseException) -> BaseException:

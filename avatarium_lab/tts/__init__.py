@@ -7,6 +7,7 @@ attach them to each chunk, times relative to that chunk's first sample; engines 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -42,7 +43,12 @@ class Voice(Protocol):
 
 
 VoiceFactory = Callable[..., Voice]
+"""``factory(name, *, rate=None, pitch=None, model_path=None, key=None, model=None, base_url=None,
+timeouts=None, **_)``: each engine takes what it understands and ignores the rest."""
 _ENGINES: dict[str, VoiceFactory] = {}
+# Built-in engines and the module that registers each (imported on first use).
+_BUILTIN = {"espeak": "espeak", "piper": "piper", "festival": "festival", "flite": "festival",
+            "openai": "openai_tts", "elevenlabs": "elevenlabs_tts", "gemini": "gemini_tts"}
 
 
 def register_engine(name: str, factory: VoiceFactory) -> None:
@@ -52,12 +58,11 @@ def register_engine(name: str, factory: VoiceFactory) -> None:
 
 def get_voice(voice_id: str, **params: object) -> Voice:
     """Build a voice from its id, e.g. ``get_voice("espeak:en-us+f3", rate=170, pitch=55)``."""
-    from . import espeak  # noqa: F401  (registers the built-in engine)
-
     engine, _, name = voice_id.partition(":")
+    if engine not in _ENGINES and engine in _BUILTIN:
+        importlib.import_module(f"{__name__}.{_BUILTIN[engine]}")
     factory = _ENGINES.get(engine)
     if factory is None or not name:
-        raise UnknownVoice(
-            f"unknown voice {voice_id!r}: ids look like '<engine>:<voice>' with engine one of {sorted(_ENGINES)}"
-        )
+        known = sorted(set(_ENGINES) | set(_BUILTIN))
+        raise UnknownVoice(f"unknown voice {voice_id!r}: ids look like '<engine>:<voice>' with engine one of {known}")
     return factory(name, **params)

@@ -518,4 +518,11 @@ def _fade_out(pcm: bytes, fade: int, *, after: int) -> bytes:
     return audio.astype("<i2").tobytes()
 
 
-register_engine("espeak", EspeakVoice)
+def _factory(name: str, *, rate: float | None = None, pitch: float | None = None, volume: float = 100,
+             pitch_range: float | None = None, **_: object) -> EspeakVoice:
+    """The registered engine: catalog-wide parameters it does not use (keys, model paths) are ignored."""
+    return EspeakVoice(name, rate=DEFAULT_RATE if rate is None else rate,
+                       pitch=DEFAULT_PITCH if pitch is None else pitch, volume=volume, pitch_range=pitch_range)
+
+
+register_engine("espeak", _factory)
