@@ -43,9 +43,12 @@ $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-install
 $(BUNDLE): $(JS_SRC)
 	cd js && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
-# Headless Chromium for the browser tests (Playwright drives the system browser; it never downloads one).
+# Debian packages the tests need: headless Chromium for the browser tests (Playwright drives the system browser;
+# it never downloads one), and festival (HTS voice) and flite, the optional offline voices with timings.
+SYSTEM_PACKAGES := chromium festival festvox-us-slt-hts flite
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 lint: install-test
 	$(VENV)/bin/ruff check avatarium_lab tests benchmarks
