@@ -112,6 +112,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_voices(args: argparse.Namespace) -> int:
+    from .providers.catalog import load_catalog
+    from .tts.catalog import load_voice_catalog, missing_requirement
+
+    plans = load_catalog().plans
+    rows = []
+    for entry in load_voice_catalog().voices:
+        missing = missing_requirement(entry)
+        rows.append({**entry.model_dump(), "available": missing is None, "missing": missing,
+                     "plans": [n for n, p in plans.items() if entry.tier != "premium" or p.premium_models]})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'id':<34}{'tier':<10}{'timings':<11}{'$/M chars':>10}  available")
+        for r in rows:
+            state = "yes" if r["available"] else f"no (needs {r['missing']})"
+            print(f"{r['id']:<34}{r['tier']:<10}{r['timings']:<11}{r['cost_per_million_chars']:>10.2f}  {state}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.config:
@@ -151,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the model catalog: tiers, plans, prices, configured keys")
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=cmd_models)
+
+    voices = sub.add_parser("voices", help="list the voice catalog: tiers, timings, costs, availability")
+    voices.add_argument("--json", action="store_true")
+    voices.set_defaults(func=cmd_voices)
 
     demo = sub.add_parser("demo", help="serve the Panel demo page")
     demo.add_argument("--config", type=Path, default=None)
