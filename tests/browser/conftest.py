@@ -488,6 +488,91 @@ def avatar_argument() -> str:
     return "'aria'"
 
 
+def notebook_json(sources: list[str]) -> dict:
+    """A notebook of code cells; with a kernelspec, or Lab stops on a "select kernel" dialog."""
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": src}
+             for src in sources]
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _lab_settings(settings_dir: Path) -> None:
+    """User settings of the test's Lab: start the notebook's kernel without asking, never fetch news."""
+    overrides = {
+        "@jupyterlab/notebook-extension/tracker": {"autoStartDefaultKernel": True},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }
+    for plugin, values in overrides.items():
+        path = settings_dir / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def lab_outputs_text(page: Any) -> str:
+    return "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())[-3000:]
+
+
+@pytest.fixture
+def run_notebook_in_lab(tmp_path: Path, serve: Callable[..., Server], browser_context: Any) -> Callable[..., Any]:
+    """``run_notebook_in_lab(sources, name)``: a real JupyterLab (fresh settings, offline) opens a notebook made
+    of those code cells, waits for its kernel and runs all cells; returns ``(page, page_log)``."""
+    import secrets
+
+    def run(sources: list[str], name: str = "test.ipynb") -> tuple[Any, PageLog]:
+        lab_root = tmp_path / "lab"
+        lab_root.mkdir(exist_ok=True)
+        (lab_root / name).write_text(json.dumps(notebook_json(sources), indent=1))
+        token = secrets.token_hex(16)
+        settings = tmp_path / "lab-settings"
+        _lab_settings(settings)
+        # Settings, workspaces and runtime files in the temp dir: a fresh Lab that restores nothing of the user's.
+        env = {
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+            "JUPYTERLAB_SETTINGS_DIR": str(settings),
+            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+            "IPYTHONDIR": str(tmp_path / "ipython"),
+        }
+        server = serve(
+            lambda port: [
+                sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+                "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={lab_root}",
+                # Offline: no news feed, no update check.
+                "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                *(["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
+            ],
+            ready_path=f"/api/status?token={token}",
+            env=env,
+            timeout=120,
+        )
+        page = browser_context.new_page()
+        log = watch_page(page)
+        page.goto(f"{server.base}/lab/tree/{name}?token={token}")
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+        # The notebook's cells show before its model and kernel are in place; "Run All" before that runs nothing.
+        kernel_idle = page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"Python.*\|\s*Idle"))
+        kernel_idle.first.wait_for(timeout=120_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        return page, log
+
+    return run
+
+
+@pytest.fixture
+def lab_outputs() -> Callable[[Any], str]:
+    """``lab_outputs(page)``: the text of the notebook's cell outputs (for failure messages)."""
+    return lab_outputs_text
+
+
 @pytest.fixture
 def python() -> str:
     """The interpreter the servers run under: the one running the tests."""
