@@ -84,7 +84,7 @@ class FakeBehaviour:
         return self.faults.popleft() if self.faults else None
 
     def record(self, path: str, body: Any, headers: dict[str, str]) -> None:
-        hidden = {"authorization", "x-api-key", "x-goog-api-key"}
+        hidden = {"authorization", "x-api-key", "x-goog-api-key", "xi-api-key"}
         self.requests.append({
             "path": path,
             "body": body,
