@@ -13,7 +13,6 @@ finish reason raises nothing, so the adapter checks for one itself; invalid JSON
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ from . import (
     estimate_tokens,
     register_adapter,
 )
+from .loops import LoopClients
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ DEFAULT_BASE_URLS: dict[str, str] = {
 VENDORS = ("openai", "xai", "custom")
 
 # SDK clients whose event loop closed before they were: see OpenAIChatProvider._client_for_this_loop.
-_ABANDONED: list[openai.AsyncOpenAI] = []
 
 # Sent as the bearer token to a custom server configured without a key: the SDK refuses to build a client
 # without one, and left to itself it would fall back to $OPENAI_API_KEY -- sending an OpenAI key to a
@@ -138,6 +137,10 @@ def _env_header_names() -> list[str]:
     return names
 
 
+async def _close(client: openai.AsyncOpenAI) -> None:
+    await client.close()
+
+
 class OpenAIChatProvider:
     """``ChatProvider`` for OpenAI (default), xAI and custom OpenAI-compatible servers, streaming only."""
 
@@ -168,10 +171,10 @@ class OpenAIChatProvider:
             url = httpx2.URL(self.base_url)
             if url.scheme not in ("http", "https") or not url.host:
                 raise ValueError(f"base URL {redact(self.base_url)!r} is not an http(s) URL with a host")
-            self._spare: openai.AsyncOpenAI | None = self._build_client()
+            spare = self._build_client()
         except (openai.OpenAIError, httpx2.InvalidURL, ValueError) as exc:
             raise ConfigError(f"provider: cannot configure the {self.name} client: {_cause_chain(exc)}") from None
-        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        self._clients: LoopClients[openai.AsyncOpenAI] = LoopClients(self._build_client, _close, spare=spare)
 
     def _build_client(self) -> openai.AsyncOpenAI:
         # A read timeout of the larger of first-token and idle is only a backstop: the failover chain enforces
@@ -196,20 +199,9 @@ class OpenAIChatProvider:
         )
 
     def _client_for_this_loop(self) -> openai.AsyncOpenAI:
-        # The SDK's pooled HTTP connections belong to the event loop that opened them; used from another loop
-        # (a second asyncio.run, the pipeline's loop thread next to Jupyter's) they fail or hang. So one client
-        # per loop -- in an application that is one client for the provider's life.
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            for stale in [other for other in self._clients if other.is_closed()]:
-                # Its connections died with their loop and cannot be closed any more: closing them from the
-                # garbage collector later fails noisily ("Event loop is closed"), so keep them referenced.
-                _ABANDONED.append(self._clients.pop(stale))
-            client, self._spare = self._spare or self._build_client(), None
-            self._clients[loop] = client
-            if len(self._clients) > 1:
-                log.debug("another event loop: one more SDK client", extra={"provider": self.name})
+        client = self._clients.get()
+        if len(self._clients) > 1:
+            log.debug("another event loop: one more SDK client", extra={"provider": self.name})
         return client
 
     def __repr__(self) -> str:
@@ -226,18 +218,7 @@ class OpenAIChatProvider:
 
     async def aclose(self) -> None:
         """Close the SDK clients (and their connections); the provider builds a new one if used again."""
-        loop = asyncio.get_running_loop()
-        clients, self._clients = self._clients, {}
-        if self._spare is not None:  # never used, so bound to no loop
-            spare, self._spare = self._spare, None
-            await spare.close()
-        for owner, client in clients.items():
-            if owner is loop:
-                await client.close()
-            elif owner.is_running():  # another thread's loop: close there, without waiting for it
-                asyncio.run_coroutine_threadsafe(client.close(), owner)
-            else:
-                _ABANDONED.append(client)
+        await self._clients.aclose()
 
     def _request_kwargs(self, messages: list[ChatMessage], params: GenerationParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

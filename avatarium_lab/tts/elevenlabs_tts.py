@@ -62,9 +62,10 @@ from ..events import TimedPhoneme
 from ..lipsync.phonemize import STRESS_MARKS, phonemize
 from ..providers import ProviderTimeouts
 from ..providers.google_chat import parse_retry_after_header
+from ..providers.loops import LoopClients
 from ..secrets import Secret, redact
 from . import SpeechChunk, register_engine
-from .openai_tts import LoopClients, check_base_url, check_voice_args
+from .openai_tts import check_base_url, check_voice_args
 
 log = logging.getLogger(__name__)
 

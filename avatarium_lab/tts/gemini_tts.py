@@ -53,9 +53,10 @@ from ..providers.google_chat import (
     check_model_name,
     retry_after_of,
 )
+from ..providers.loops import LoopClients
 from ..secrets import Secret, redact
 from . import SpeechChunk, register_engine
-from .openai_tts import LoopClients, check_base_url, check_voice_args
+from .openai_tts import check_base_url, check_voice_args
 
 log = logging.getLogger(__name__)
 

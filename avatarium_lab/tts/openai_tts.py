@@ -12,19 +12,16 @@ decision), a read timeout as a backstop, one SDK client per event loop, every fa
 in-stream error and no JSON, so a stream is complete when the HTTP body ends cleanly with whole samples; network
 errors while reading it arrive as raw ``httpx2`` exceptions (the SDK wraps only its own request phase).
 
-This module also holds the two helpers the other cloud voices share: :class:`PcmRechunker` and
-:class:`LoopClients`.
+This module also holds :class:`PcmRechunker` and the constructor checks the other cloud voices share.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import httpx2
 import openai
@@ -40,6 +37,7 @@ from ..errors import (
     RateLimited,
 )
 from ..providers import ProviderTimeouts
+from ..providers.loops import LoopClients
 from ..providers.openai_chat import _cause_chain, _env_header_names, _retry_after, _scrub
 from ..secrets import Secret, redact
 from . import SpeechChunk, register_engine
@@ -96,46 +94,6 @@ class PcmRechunker:
     def leftover(self) -> int:
         """Bytes held that do not make a whole sample (non-zero after ``flush`` means a broken stream)."""
         return len(self._buf)
-
-
-# SDK clients whose event loop closed before they did: their connections died with the loop and closing them
-# from the garbage collector later fails noisily ("Event loop is closed"), so they stay referenced.
-_ABANDONED: list[Any] = []
-
-
-class LoopClients(Generic[C]):
-    """One SDK client per event loop, built on first use by ``build`` and closed by ``close``.
-
-    Pooled HTTP connections belong to the loop that opened them; used from another loop (a second
-    ``asyncio.run``, the pipeline's loop thread beside Jupyter's) they fail or hang. In an application this is
-    one client for the voice's life.
-    """
-
-    def __init__(self, build: Callable[[], C], close: Callable[[C], Awaitable[None]]) -> None:
-        self._build = build
-        self._close = close
-        self._clients: dict[asyncio.AbstractEventLoop, C] = {}
-
-    def get(self) -> C:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            for stale in [other for other in self._clients if other.is_closed()]:
-                _ABANDONED.append(self._clients.pop(stale))
-            client = self._clients[loop] = self._build()
-        return client
-
-    async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        clients, self._clients = self._clients, {}
-        for owner, client in clients.items():
-            if owner is loop:
-                with contextlib.suppress(Exception):
-                    await self._close(client)
-            elif owner.is_running():  # another thread's loop: close there, without waiting for it
-                asyncio.run_coroutine_threadsafe(self._close(client), owner)  # type: ignore[arg-type]
-            else:
-                _ABANDONED.append(client)
 
 
 def check_voice_args(engine: str, name: str, key: Secret | None, env_hint: str) -> str:
