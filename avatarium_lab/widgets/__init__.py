@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .avatar_view import AvatarView
     from .panel_view import AvatarPane
+    from .voice_compare import VoiceCompare
 
-__all__ = ["AvatarPane", "AvatarView"]
+__all__ = ["AvatarPane", "AvatarView", "VoiceCompare"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from .panel_view import AvatarPane
 
         return AvatarPane
+    if name == "VoiceCompare":
+        from .voice_compare import VoiceCompare
+
+        return VoiceCompare
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
