@@ -33,7 +33,10 @@ PARAGRAPH = (
     "coasts, tides rise and fall twice a day, pulled by the moon and, to a lesser degree, by the sun. Coral "
     "reefs, built over thousands of years by tiny animals, shelter a quarter of all the species in the sea, "
     "although they cover less than one percent of its floor. Every breath we take depends on the ocean too, "
-    "because the microscopic plankton near its surface produce about half of the oxygen in the air."
+    "because the microscopic plankton near its surface produce about half of the oxygen in the air. Sailors "
+    "once believed the sea was endless, but today satellites map every wave and current from far above the "
+    "clouds. Still, the deepest trenches remain almost as mysterious as the surface of a distant planet, and "
+    "each expedition that reaches them returns with creatures no one has ever described before."
 )
 GOALS = {"basic": {"first_audio_ms": 15.0}, "standard": {"first_audio_ms": 250.0, "rtf": 0.2}}
 
