@@ -92,14 +92,13 @@ async def take(voice_id: str, text: str, **voice_options: Any) -> VoiceTake:
 
 
 def _plot_png(t: VoiceTake, width: float = 6.0) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot): rendering the PNG must not touch the notebook's plotting backend or show a plot.
+    from matplotlib.figure import Figure
 
     from ..plots import _VISEME_COLOURS
 
-    fig, (ax_w, ax_v) = plt.subplots(2, 1, figsize=(width, 1.9), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(width, 1.9))
+    ax_w, ax_v = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     times = np.arange(t.audio.size) / t.sample_rate
     ax_w.plot(times, t.audio, lw=0.4, color="#1f2937")
     ax_w.set_yticks([])
@@ -115,7 +114,6 @@ def _plot_png(t: VoiceTake, width: float = 6.0) -> bytes:
     fig.tight_layout(pad=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
