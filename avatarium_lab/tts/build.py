@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Keyed by the engine voice's repr, which names every setting that changes its level (espeak's volume, a
+# Piper model path), so two voices of one id with different settings never share a gain.
 _GAINS: dict[tuple[str, float], float] = {}
 _GAINS_LOCK = threading.Lock()
 _MAX_GAIN_DB = 24.0
@@ -58,10 +60,10 @@ class LevelledVoice:
     def gain_db(self) -> float | None:
         if self.target_lufs is None:
             return 0.0
-        return _GAINS.get((self.id, self.target_lufs))
+        return _GAINS.get((repr(self.inner), self.target_lufs))
 
     async def calibrate(self) -> float:
-        """Measure the engine's loudness once and remember the gain for every voice object with this id."""
+        """Measure the engine's loudness once and remember the gain for every voice with the same settings."""
         if self.target_lufs is None:
             return 0.0
         known = self.gain_db
@@ -72,7 +74,7 @@ class LevelledVoice:
         loudness = integrated_loudness(pcm16_to_float(b"".join(c.pcm for c in chunks)), rate)
         gain = 0.0 if loudness == float("-inf") else max(-_MAX_GAIN_DB, min(_MAX_GAIN_DB, self.target_lufs - loudness))
         with _GAINS_LOCK:
-            _GAINS[(self.id, self.target_lufs)] = gain
+            _GAINS[(repr(self.inner), self.target_lufs)] = gain
         log.info("voice loudness calibrated", extra={"voice": self.id, "lufs": loudness, "gain_db": gain})
         return gain
 

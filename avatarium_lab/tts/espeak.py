@@ -435,7 +435,8 @@ class EspeakVoice:
 
     def __repr__(self) -> str:
         s = self._settings
-        return f"EspeakVoice({self.id.partition(':')[2]!r}, rate={s.rate}, pitch={s.pitch})"
+        return (f"EspeakVoice({self.id.partition(':')[2]!r}, rate={s.rate}, pitch={s.pitch}, volume={s.volume}"
+                f"{'' if s.pitch_range is None else f', pitch_range={s.pitch_range}'})")
 
     def synthesize_sync(self, text: str) -> SpeechChunk:
         """Speak ``text`` (normally one sentence; longer text comes back as one chunk) with phoneme timings.
