@@ -52,3 +52,23 @@ def test_personas_json() -> None:
     done = avatarium("personas", "--json")
     assert done.returncode == 0
     assert {p["id"] for p in json.loads(done.stdout)} >= {"warm_tutor", "concise_concierge", "playful_storyteller"}
+
+
+@pytest.mark.parametrize("voice", ["espeak:en-gb+m3", "piper:en_US-joe-medium", "flite:slt",
+                                   "festival:cmu_us_slt_arctic_hts"])
+def test_turn_speaks_with_every_offline_voice(voice: str) -> None:
+    done = avatarium("turn", "Hi there", "--voice", voice, "--max-tokens", "16", "--json", "--omit-audio")
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()][:-1]
+    audio = [e for e in events if e["type"] == "audio"]
+    assert audio and {a["voice"] for a in audio} == {voice}
+    assert {e["source"] for e in events if e["type"] == "phonemes"} == {"engine"}
+
+
+def test_voices_json_lists_tiers_and_availability() -> None:
+    done = avatarium("voices", "--json")
+    assert done.returncode == 0
+    voices = {v["id"]: v for v in json.loads(done.stdout)}
+    assert {v["tier"] for v in voices.values()} == {"basic", "standard", "premium"}
+    assert voices["espeak:en-us"]["available"] is True and voices["piper:en_US-joe-medium"]["available"] is True
+    assert all({"id", "tier", "available"} <= set(v) for v in voices.values())
