@@ -94,7 +94,12 @@ class VoiceConfig(_Strict):
 
 
 class LipSyncConfig(_Strict):
-    aligner: Literal["engine"] = "engine"
+    """Where phoneme timings come from: ``engine`` uses the voice's own and falls back to ``fallback`` for
+    voices without; any aligner name (``text-proportional``, ``pocketsphinx``, ``neural``) aligns every voice
+    from its audio (for A/B tests of aligners)."""
+
+    aligner: str = "engine"
+    fallback: str = "text-proportional"
 
 
 class SplitterConfig(_Strict):

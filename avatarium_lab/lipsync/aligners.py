@@ -1,5 +1,10 @@
 """Aligners: audio + its text -> timed phonemes, for voices that report no timings of their own.
 
+Every aligner implements ``Aligner.align(samples, sample_rate, text)`` (float mono samples at any rate) and is
+registered under a name; ``get_aligner(name)`` builds one. Built in: ``text-proportional`` (here),
+``pocketsphinx`` (HMM forced alignment with the en-US model bundled by the PyPI package) and ``neural`` (this
+project's acoustic model, ONNX, with a Viterbi forced-alignment step).
+
 ``text_proportional`` is the baseline every lip-sync method is measured against: the text's phonemes (from
 the phonemizer front end) spread over the voiced parts of the audio found by an energy detector, each phoneme
 taking time in proportion to a typical duration for its class (vowels longer than consonants), pauses left
@@ -8,9 +13,13 @@ silent. It needs nothing but the text and the samples and runs in well under a m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from ..errors import LipSyncError
 
 from ..events import TimedPhoneme
 from .phonemize import phonemize, strip_marks
@@ -80,3 +89,48 @@ def text_proportional(samples: np.ndarray, sample_rate: int, text: str, *, langu
             end = start + 1e-3
         out.append(TimedPhoneme(symbol, round(start, 6), round(end, 6)))
     return tuple(out)
+
+
+@runtime_checkable
+class Aligner(Protocol):
+    name: str
+
+    def align(self, samples: np.ndarray, sample_rate: int, text: str) -> tuple[TimedPhoneme, ...]:
+        """Timed IPA phonemes of ``text`` in ``samples`` (float mono), seconds from the first sample."""
+        ...
+
+
+_ALIGNERS: dict[str, Callable[..., Aligner]] = {}
+_BUILTIN = {"text-proportional": "aligners", "pocketsphinx": "pocketsphinx_aligner", "neural": "neural"}
+
+
+def register_aligner(name: str, factory: Callable[..., Aligner]) -> None:
+    _ALIGNERS[name] = factory
+
+
+def aligner_names() -> list[str]:
+    return sorted(set(_ALIGNERS) | set(_BUILTIN))
+
+
+def get_aligner(name: str, **options: object) -> Aligner:
+    """An aligner by name (``text-proportional``, ``pocketsphinx``, ``neural``)."""
+    if name not in _ALIGNERS and name in _BUILTIN:
+        importlib.import_module(f"{__package__}.{_BUILTIN[name]}")
+    if name not in _ALIGNERS:
+        raise LipSyncError(f"unknown aligner {name!r}; aligners: {', '.join(aligner_names())}")
+    return _ALIGNERS[name](**options)
+
+
+class TextProportionalAligner:
+    """The baseline as an ``Aligner``."""
+
+    name = "text-proportional"
+
+    def __init__(self, language: str = "en-us") -> None:
+        self.language = language
+
+    def align(self, samples: np.ndarray, sample_rate: int, text: str) -> tuple[TimedPhoneme, ...]:
+        return text_proportional(samples, sample_rate, text, language=self.language)
+
+
+register_aligner("text-proportional", TextProportionalAligner)
