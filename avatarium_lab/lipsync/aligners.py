@@ -20,7 +20,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import LipSyncError
-
 from ..events import TimedPhoneme
 from .phonemize import phonemize, strip_marks
 
