@@ -49,7 +49,7 @@ from .events import (
     latency_breakdown,
     now,
 )
-from .lipsync.aligners import text_proportional
+from .lipsync.aligners import Aligner, get_aligner
 from .lipsync.visemes import phonemes_to_visemes
 from .personality import Persona, load_persona
 from .providers import (
@@ -190,6 +190,11 @@ class Pipeline:
         else:
             self.provider = FailoverChain([Member(provider)], self.config.failover)
         self.voice = voice or build_voice(self.config.voice, self.persona, context)
+        lip = self.config.lipsync
+        # "engine": the voice's own timings, the fallback aligner for voices without; any other name aligns
+        # every voice from its audio (to compare aligners on the same voice).
+        self.aligner: Aligner | None = None if lip.aligner == "engine" else get_aligner(lip.aligner)
+        self.fallback_aligner: Aligner = self.aligner or get_aligner(lip.fallback)
         self.conversation = Conversation()
         self._runner: _LoopThread | None = None
 
@@ -485,7 +490,7 @@ class _TurnStages:
                     await self.emit(Audio(turn_id=self.turn_id, segment=seg, pcm=chunk.pcm,
                                           sample_rate=chunk.sample_rate, offset=offset, voice=p.voice.id))
                     await self.emit(StageTiming(turn_id=self.turn_id, stage="tts", start=t0, end=t1, segment=seg))
-                    if chunk.phonemes is not None:
+                    if chunk.phonemes is not None and p.aligner is None:
                         await self._lip_sync(seg, chunk.phonemes, offset, "engine")
                     else:
                         untimed.append(chunk.pcm)
@@ -493,11 +498,12 @@ class _TurnStages:
                     offset += chunk.duration
                     t0 = now()
             if untimed:
-                # No timings from the engine: align the sentence's audio against its text once it is complete.
-                # The audio is already playing; the visemes reach the renderer before playback reaches them.
+                # Timings from audio: align the sentence's audio against its text once it is complete. The audio
+                # is already playing; the visemes reach the renderer before playback reaches them.
+                aligner = p.fallback_aligner
                 samples = pcm16_to_float(b"".join(untimed))
-                phonemes = await asyncio.to_thread(text_proportional, samples, untimed_rate, spoken)
-                await self._lip_sync(seg, phonemes, segment_start, "text-proportional")
+                phonemes = await asyncio.to_thread(aligner.align, samples, untimed_rate, spoken)
+                await self._lip_sync(seg, phonemes, segment_start, aligner.name)
 
     async def _lip_sync(self, seg: int, phonemes: Sequence[TimedPhoneme], offset: float, source: str) -> None:
         l0 = now()

@@ -120,3 +120,13 @@ def test_a_voice_without_timings_is_aligned_from_its_audio(pipeline: Pipeline) -
         start, end = seg_audio[0].offset, seg_audio[-1].offset + seg_audio[-1].duration
         assert all(start - 1e-6 <= ph.start < ph.end <= end + 1e-6 for ph in ev.items)
     assert turn.visemes
+
+
+@pytest.mark.model
+def test_a_configured_aligner_replaces_the_engine_timings(pipeline: Pipeline) -> None:
+    config = Config.default().with_overrides(**{"lipsync.aligner": "text-proportional"})
+    p = Pipeline(config, provider=pipeline.provider)
+    turn = p.run("Tell me about the sea.", conversation=None)
+    p.close()
+    sources = {e.source for e in turn if e.type == "phonemes"}
+    assert sources == {"text-proportional"} and turn.visemes
