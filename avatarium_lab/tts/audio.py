@@ -23,6 +23,20 @@ def float_to_pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).round().astype("<i2").tobytes()
 
 
+def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    """A mono 16-bit WAV file of float samples, in memory (for audio players)."""
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(sample_rate)
+        wf.writeframes(float_to_pcm16(samples))
+    return buf.getvalue()
+
+
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Float mono samples from ``rate_in`` to ``rate_out`` Hz (soxr, high quality)."""
     if rate_in == rate_out or samples.size == 0:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .avatar_view import AvatarView
+    from .lipsync_inspector import LipSyncInspector
     from .panel_view import AvatarPane
     from .voice_compare import VoiceCompare
 
-__all__ = ["AvatarPane", "AvatarView", "VoiceCompare"]
+__all__ = ["AvatarPane", "AvatarView", "LipSyncInspector", "VoiceCompare"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +26,10 @@ def __getattr__(name: str) -> Any:
         from .panel_view import AvatarPane
 
         return AvatarPane
+    if name == "LipSyncInspector":
+        from .lipsync_inspector import LipSyncInspector
+
+        return LipSyncInspector
     if name == "VoiceCompare":
         from .voice_compare import VoiceCompare
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from ..lipsync.aligners import text_proportional
 from ..lipsync.visemes import phonemes_to_visemes
 from ..personality import load_persona
 from ..tts import SpeechChunk
-from ..tts.audio import pcm16_to_float
+from ..tts.audio import pcm16_to_float, wav_bytes
 from ..tts.build import build_voice
 
 DEFAULT_TEXT = "The quick brown fox jumps over the lazy dog by the quiet river bank."
@@ -54,13 +53,7 @@ class VoiceTake:
         return self.synthesis_s / self.duration if self.duration else float("nan")
 
     def wav(self) -> bytes:
-        buf = io.BytesIO()
-        with wave.open(buf, "wb") as wf:
-            wf.setnchannels(1)
-            wf.setsampwidth(2)
-            wf.setframerate(self.sample_rate)
-            wf.writeframes((np.clip(self.audio, -1, 1) * 32767).astype("<i2").tobytes())
-        return buf.getvalue()
+        return wav_bytes(self.audio, self.sample_rate)
 
 
 async def take(voice_id: str, text: str, **voice_options: Any) -> VoiceTake:
