@@ -132,6 +132,64 @@ def cmd_voices(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_ALIGNER = "neural"
+
+
+def cmd_lipsync(args: argparse.Namespace) -> int:
+    """Timed phonemes and Oculus visemes of a WAV file and its text, from an aligner (no engine timings)."""
+    from .lipsync.aligners import get_aligner
+    from .lipsync.audio_io import load_wav
+    from .lipsync.visemes import phonemes_to_visemes
+
+    samples, rate = load_wav(args.audio)
+    aligner = get_aligner(args.aligner, language=args.language)
+    phonemes = aligner.align(samples, rate, args.text)
+    visemes = phonemes_to_visemes(phonemes)
+    result = {
+        "phonemes": [{"symbol": p.symbol, "start": round(p.start, 4), "end": round(p.end, 4)} for p in phonemes],
+        "visemes": [{"viseme": v.viseme, "start": round(v.start, 4), "end": round(v.end, 4)} for v in visemes],
+    }
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(f"{args.audio}: {len(samples) / rate:.2f} s at {rate} Hz, aligner {aligner.name}")
+        for v in visemes:
+            print(f"{v.start:8.3f} {v.end:8.3f}  {v.viseme}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run (or finish) an experiment spec; print the summary and which variant wins on which metric."""
+    import pandas as pd
+
+    from .experiments import run_experiment
+
+    result = run_experiment(args.spec, out_dir=args.out, resume=not args.fresh, concurrency=args.concurrency,
+                            dask=args.dask, mlflow=not args.no_mlflow, progress=not args.json)
+    if args.json:
+        print(json.dumps({
+            "experiment": result.spec.name, "trials": len(result.results), "ran": result.ran,
+            "seconds": result.seconds, "run_id": result.run_id, "tracking_uri": result.tracking_uri,
+            "results": str(result.out_dir / "results.parquet"),
+            "summary": json.loads(result.summary.to_json(orient="records")),
+            "winners": json.loads(result.winners.to_json(orient="records")) if not result.winners.empty else [],
+        }, indent=1))
+        return 0
+    errors = int(result.results["error"].notna().sum())
+    print(f"{result.spec.name}: {len(result.results)} trials ({result.ran} run now, {errors} failed) in "
+          f"{result.seconds:.1f} s; results: {result.out_dir / 'results.parquet'}")
+    with pd.option_context("display.width", 160, "display.max_columns", 12, "display.float_format", "{:.3g}".format):
+        table = result.summary.pivot_table(index="metric", columns="variant", values="mean", sort=False,
+                                           observed=True)
+        print(table)
+        if not result.winners.empty:
+            print()
+            print(result.winners.to_string(index=False))
+    if result.run_id:
+        print(f"MLflow run {result.run_id} at {result.tracking_uri}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.config:
@@ -175,6 +233,25 @@ def build_parser() -> argparse.ArgumentParser:
     voices = sub.add_parser("voices", help="list the voice catalog: tiers, timings, costs, availability")
     voices.add_argument("--json", action="store_true")
     voices.set_defaults(func=cmd_voices)
+
+    lipsync = sub.add_parser("lipsync", help="timed phonemes and visemes of a WAV file and its text")
+    lipsync.add_argument("audio", type=Path, help="a WAV file: any rate, mono or stereo, PCM or float")
+    lipsync.add_argument("--text", required=True, help="the words spoken in the file")
+    lipsync.add_argument("--aligner", default=DEFAULT_ALIGNER,
+                         help=f"text-proportional, pocketsphinx or neural (default {DEFAULT_ALIGNER})")
+    lipsync.add_argument("--language", default="en-us")
+    lipsync.add_argument("--json", action="store_true", help='print {"phonemes": [...], "visemes": [...]}')
+    lipsync.set_defaults(func=cmd_lipsync)
+
+    bench = sub.add_parser("bench", help="run an experiment spec (A/B test) and report its statistics")
+    bench.add_argument("spec", type=Path, help="an experiment YAML, e.g. experiments/ab_voices.yaml")
+    bench.add_argument("--dask", default=None, help="a Dask scheduler address (tcp://host:8786) or 'local'")
+    bench.add_argument("--concurrency", type=int, default=None, help="trials in flight per process")
+    bench.add_argument("--out", type=Path, default=None, help="results folder (default experiments/results/NAME)")
+    bench.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    bench.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="serve the Panel demo page")
     demo.add_argument("--config", type=Path, default=None)

@@ -100,6 +100,9 @@ class LipSyncConfig(_Strict):
 
     aligner: str = "engine"
     fallback: str = "text-proportional"
+    emit_reference: bool = Field(
+        default=False, description="when an aligner times the mouth of a voice that reports its own timings, also "
+        "emit the voice's timings (a Phonemes event with source 'reference') so experiments can score the aligner")
 
 
 class SplitterConfig(_Strict):

@@ -248,13 +248,17 @@ class Pipeline:
                             reserve=self.config.provider.max_tokens, count=self.provider.count_tokens)
 
     async def turn(
-        self, message: str, *, conversation: Conversation | None = None, turn_id: str | None = None
+        self, message: str, *, conversation: Conversation | None = None, turn_id: str | None = None,
+        seed: int | None = None,
     ) -> AsyncIterator[Event]:
-        """Stream the events of one turn. Raises ``InvalidMessage`` before any event for bad input."""
+        """Stream the events of one turn. Raises ``InvalidMessage`` before any event for bad input.
+
+        ``seed`` overrides the configuration's sampling seed for this turn (experiments give each repeat its own).
+        """
         text = self.validate_message(message)
         turn_id = turn_id or uuid.uuid4().hex[:12]
         out: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=_OUT_QUEUE_SIZE)
-        stage = _TurnStages(self, turn_id, out)
+        stage = _TurnStages(self, turn_id, out, seed=seed)
         seq = 0
 
         def numbered(ev: Event) -> Event:
@@ -286,9 +290,11 @@ class Pipeline:
             conversation.add("user", text)
             conversation.add("assistant", stage.reply_text.strip())
 
-    async def arun(self, message: str, *, conversation: Conversation | None = None) -> TurnResult:
+    async def arun(self, message: str, *, conversation: Conversation | None = None, turn_id: str | None = None,
+                   seed: int | None = None) -> TurnResult:
         """Run one turn to the end and return all its events."""
-        return TurnResult([ev async for ev in self.turn(message, conversation=conversation)])
+        return TurnResult([ev async for ev in self.turn(message, conversation=conversation, turn_id=turn_id,
+                                                        seed=seed)])
 
     def stream(self, message: str, *, conversation: Conversation | None | bool = True) -> Iterator[Event]:
         """Synchronous event stream (works inside Jupyter, whose own loop is already running).
@@ -384,8 +390,10 @@ class _LoopThread:
 class _TurnStages:
     """The concurrent stages of one turn, writing their events into the turn's output queue."""
 
-    def __init__(self, pipeline: Pipeline, turn_id: str, out: asyncio.Queue[Event | None]) -> None:
+    def __init__(self, pipeline: Pipeline, turn_id: str, out: asyncio.Queue[Event | None], *,
+                 seed: int | None = None) -> None:
         self.p = pipeline
+        self.seed = seed
         self.turn_id = turn_id
         self.out = out
         self.reply_text = ""
@@ -422,6 +430,8 @@ class _TurnStages:
         """Stream the model's reply, cut it into sentences, hand them to the voice."""
         p = self.p
         params = GenerationParams.from_config(p.config.provider)
+        if self.seed is not None:
+            params = dataclasses.replace(params, seed=self.seed)
         start = now()
         index = 0
         current = p.provider.name
@@ -493,6 +503,11 @@ class _TurnStages:
                     if chunk.phonemes is not None and p.aligner is None:
                         await self._lip_sync(seg, chunk.phonemes, offset, "engine")
                     else:
+                        if chunk.phonemes is not None and p.config.lipsync.emit_reference:
+                            await self.emit(Phonemes(turn_id=self.turn_id, segment=seg, source="reference",
+                                                     items=tuple(TimedPhoneme(ph.symbol, ph.start + offset,
+                                                                              ph.end + offset)
+                                                                 for ph in chunk.phonemes)))
                         untimed.append(chunk.pcm)
                         untimed_rate = chunk.sample_rate
                     offset += chunk.duration

@@ -1,4 +1,5 @@
-"""Matplotlib figures of a turn: waveform with its phoneme and viseme tracks, and the latency timeline."""
+"""Matplotlib figures: a turn's waveform with its phoneme and viseme tracks and latency timeline; experiment
+results (latency distributions, metric means with CIs)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from .pipeline import TurnResult
@@ -78,5 +80,95 @@ def plot_latency(turn: TurnResult, *, width: float = 10.0) -> Figure:
     ax.set_yticks(range(len(stages)), stages)
     ax.set_xlabel("milliseconds since the message arrived")
     ax.set_ylim(-0.6, len(stages) + 1.2)
+    fig.tight_layout()
+    return fig
+
+
+LATENCY_METRICS = ("first_token_ms", "first_audio_ms", "first_viseme_ms", "total_ms")
+
+
+def plot_latency_distributions(results: pd.DataFrame, metrics: tuple[str, ...] = LATENCY_METRICS, *,
+                               width: float = 11.0) -> Figure:
+    """Per-variant box plots (means marked) of the latency metrics of an experiment's results table."""
+    import matplotlib.pyplot as plt
+
+    metrics = tuple(m for m in metrics if m in results and results[m].notna().any())
+    variants = [v for v in _variants(results)]
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(width, 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        data = [results.loc[results["variant"] == v, metric].dropna().to_numpy() for v in variants]
+        ax.boxplot(data, showmeans=True, widths=0.6)
+        ax.set_xticks(range(1, len(variants) + 1), [_short(v) for v in variants], rotation=20, fontsize=8)
+        ax.set_title(metric.replace("_ms", " (ms)").replace("_", " "), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_cis(summary: pd.DataFrame, metrics: list[str] | tuple[str, ...], *, width: float = 10.0) -> Figure:
+    """Mean and bootstrap 95% CI per variant for each metric of a summary table (``stats.summarize``)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(width, 3.0), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        part = summary[summary["metric"] == metric]
+        y = np.arange(len(part))
+        mean = part["mean"].to_numpy(dtype=float)
+        low = mean - part["mean_low"].to_numpy(dtype=float)
+        high = part["mean_high"].to_numpy(dtype=float) - mean
+        ax.errorbar(mean, y, xerr=[np.nan_to_num(low), np.nan_to_num(high)], fmt="o", capsize=4)
+        ax.set_yticks(y, [_short(str(v)) for v in part["variant"]], fontsize=8)
+        ax.set_title(f"{metric} (mean, 95% CI)", fontsize=9)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def _variants(results: pd.DataFrame) -> list[str]:
+    column = results["variant"]
+    if hasattr(column, "cat"):
+        return [v for v in column.cat.categories if (column == v).any()]
+    return list(dict.fromkeys(column))
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+STAGE_COLOURS = {"llm": "#3b82f6", "tts": "#10b981", "lipsync": "#f59e0b"}
+
+
+def plot_waterfall(timeline: list[dict], milestones: dict[str, float | None], *, title: str = "",
+                   width: float = 10.0) -> Figure:
+    """A turn's per-stage timeline: one row per stage and segment (busy intervals), milestones as lines.
+
+    ``timeline``: ``[{"stage", "segment", "start", "end"}]`` in seconds from the message; ``milestones``: label ->
+    milliseconds (``None`` when never reached).
+    """
+    import matplotlib.pyplot as plt
+
+    rows: list[tuple[str, int]] = []
+    for item in timeline:
+        key = (item["stage"], int(item["segment"]) if item["stage"] != "llm" else -1)
+        if key not in rows:
+            rows.append(key)
+    order = ["llm", "tts", "lipsync"]
+    rows.sort(key=lambda r: (order.index(r[0]) if r[0] in order else 9, r[1]))
+    fig, ax = plt.subplots(figsize=(width, 1.3 + 0.32 * max(1, len(rows))))
+    for y, (stage, segment) in enumerate(rows):
+        spans = [(i["start"] * 1000, (i["end"] - i["start"]) * 1000) for i in timeline
+                 if i["stage"] == stage and (stage == "llm" or int(i["segment"]) == segment)]
+        ax.broken_barh(spans, (y - 0.35, 0.7), color=STAGE_COLOURS.get(stage, "#6b7280"))
+    colours = ["#1f2937", "#2563eb", "#dc2626", "#7c3aed", "#059669"]
+    for k, (label, value) in enumerate(milestones.items()):
+        if value is not None and np.isfinite(value):
+            colour = colours[k % len(colours)]
+            ax.axvline(value, color=colour, ls="--", lw=1)
+            ax.text(value, len(rows) - 0.2 + 0.42 * k, f" {label} {value:.0f} ms", color=colour, fontsize=8,
+                    va="center")
+    ax.set_yticks(range(len(rows)), [s if s == "llm" else f"{s} #{g}" for s, g in rows], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) + 0.42 * len(milestones) + 0.2)
+    ax.set_xlabel("milliseconds since the message arrived")
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

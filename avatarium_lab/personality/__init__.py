@@ -34,6 +34,16 @@ class PersonaEmotion(BaseModel):
     expressiveness: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
+class PersonaChecks(BaseModel):
+    """Cheap offline checks of whether a reply keeps to the persona (experiments score them per turn)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sentences: tuple[int, int] = Field(default=(1, 3), description="allowed number of sentences, inclusive")
+    markers: tuple[str, ...] = Field(default=(), description="words or phrases typical of the persona's style; "
+                                     "a reply should contain at least one")
+    banned: tuple[str, ...] = Field(default=(), description="phrases the persona never says")
+
+
 class Persona(BaseModel):
     """One personality."""
 
@@ -46,6 +56,7 @@ class Persona(BaseModel):
     voice: PersonaVoice = PersonaVoice()
     emotion: PersonaEmotion = PersonaEmotion()
     gestures: tuple[str, ...] = ()
+    checks: PersonaChecks = PersonaChecks()
 
     def system_message(self) -> str:
         """The full system prompt sent to the model: identity, then the speaking-style rules."""

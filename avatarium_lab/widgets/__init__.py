@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .avatar_view import AvatarView
+    from .experiments import ABCompare, LatencyWaterfall, ResultsExplorer
     from .lipsync_inspector import LipSyncInspector
     from .panel_view import AvatarPane
     from .voice_compare import VoiceCompare
 
-__all__ = ["AvatarPane", "AvatarView", "LipSyncInspector", "VoiceCompare"]
+__all__ = ["ABCompare", "AvatarPane", "AvatarView", "LatencyWaterfall", "LipSyncInspector", "ResultsExplorer",
+           "VoiceCompare"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,4 +36,8 @@ def __getattr__(name: str) -> Any:
         from .voice_compare import VoiceCompare
 
         return VoiceCompare
+    if name in ("ABCompare", "LatencyWaterfall", "ResultsExplorer"):
+        from . import experiments
+
+        return getattr(experiments, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
