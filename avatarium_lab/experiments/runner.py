@@ -123,6 +123,7 @@ class _Pools:
 
 async def _run_one(trial: Trial, pools: _Pools, judge: Any, keep_sample: bool) -> dict[str, Any]:
     row: dict[str, Any] = {**asdict(trial), "started_at": time.time()}
+    t0 = time.perf_counter()
     try:
         pipeline = await pools.acquire(trial.variant)
     except AvatariumError as exc:
@@ -141,6 +142,7 @@ async def _run_one(trial: Trial, pools: _Pools, judge: Any, keep_sample: bool) -
             row.update(await judge.score(pipeline.persona, trial.prompt, turn.text))
         if keep_sample:
             row["_sample"] = sample_payload(turn)
+        row["trial_ms"] = (time.perf_counter() - t0) * 1000  # the runner's view: pipeline wait + turn + metrics
     finally:
         pools.release(trial.variant, pipeline)
     return row

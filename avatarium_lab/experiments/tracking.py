@@ -57,10 +57,7 @@ def _finite(value: Any) -> bool:
 
 
 def _plots(result: ExperimentResult, folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # figures are closed after saving: nothing leaks into a notebook's output
 
     from ..plots import plot_latency_distributions, plot_metric_cis
 

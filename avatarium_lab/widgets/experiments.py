@@ -55,7 +55,7 @@ class LatencyWaterfall(widgets.VBox):
             if rows.empty:
                 raise ValueError("the results have no trial with a timeline")
             self.rows = rows.reset_index(drop=True)
-            labels = [(f"{r.variant} · {r.prompt_id} · #{r.repeat}", i) for i, r in self.rows.iterrows()]
+            labels = [(f"{r['variant']} · {r['prompt_id']} · repeat {r['repeat']}", i) for i, r in self.rows.iterrows()]
             self.picker = widgets.Dropdown(options=labels, value=0, description="trial",
                                            layout=widgets.Layout(width="520px"))
             self.picker.observe(lambda _: self.show(self.rows.iloc[self.picker.value]), names="value")
@@ -229,7 +229,7 @@ class _Side:
         cells = " · ".join(f"{k} <b>{v:.0f} ms</b>" for k, v in first.items())
         errors = [e for e in events if isinstance(e, Error)]
         note = f"<br><span style='color:#b91c1c'>error: {errors[0].code}</span>" if errors else ""
-        self.numbers.value = f"{cells or 'thinking…'}<br><span style='color:#666'>{elapsed:.0f} ms</span>{note}"
+        self.numbers.value = f"{cells or 'thinking…'}<br><span style='color:#666'>elapsed {elapsed:.0f} ms</span>{note}"
         text = "".join(e.text for e in events if isinstance(e, TextDelta))
         self.reply.value = f"<div style='font-size:90%'>{text}</div>"
 
