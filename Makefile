@@ -13,7 +13,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: demo test install install-test js system-deps lint bench live-providers clean
+.PHONY: demo test install install-test js system-deps lint bench bench-lipsync bench-experiments train-aligner \
+        live-providers clean
 
 demo: install $(BUNDLE)
 	$(VENV)/bin/avatarium demo $(if $(CONFIG),--config $(CONFIG))
@@ -59,6 +60,19 @@ live-providers: install-test
 
 bench: install $(BUNDLE)
 	$(PY) benchmarks/turn_latency.py
+
+bench-lipsync: install system-deps
+	$(PY) benchmarks/lipsync.py
+
+bench-experiments: install
+	$(PY) benchmarks/experiments.py
+
+# Optional: retrain the neural aligner (torch + torchaudio: a large download; never part of demo or test).
+# Resumable: rerunning continues from experiments/aligner/checkpoints/.
+train-aligner: install system-deps
+	$(PIP) install -e '.[train]'
+	$(PY) datasets/lipsync/make_reference.py
+	$(PY) experiments/aligner/train.py
 
 clean:
 	rm -rf $(VENV) js/node_modules $(BUNDLE) test-artifacts .pytest_cache

@@ -135,3 +135,22 @@ def test_a_failing_stage_ends_the_turn_with_a_typed_error(pipeline: Pipeline) ->
     assert isinstance(turn.events[-1], TurnEnded) and turn.events[-1].reason == "error"
     assert sum(isinstance(e, TurnEnded) for e in turn) == 1
     p.close()
+
+
+def test_a_turn_seed_overrides_the_configured_one() -> None:
+    from avatarium_lab.testing import FakeBehaviour, FakeServer
+    from avatarium_lab.testing.fake_openai import make_openai_app
+
+    behaviour = FakeBehaviour(api_key="sk-seed-0123456789abcdefghij")
+    with FakeServer(make_openai_app(behaviour)) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AVATARIUM_TEST_SEED_KEY", behaviour.api_key)
+        config = Config.default().with_overrides(**{
+            "provider": {"kind": "custom", "model": "m", "base_url": server.url + "/v1",
+                         "api_key_env": "AVATARIUM_TEST_SEED_KEY", "seed": 7}})
+        p = Pipeline(config)
+        try:
+            asyncio.run(p.arun("Hello there.", seed=1234))
+            asyncio.run(p.arun("Hello there."))
+        finally:
+            p.close()
+    assert [r["body"].get("seed") for r in behaviour.requests] == [1234, 7]
