@@ -190,6 +190,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_avatars(args: argparse.Namespace) -> int:
+    """List the avatar library with each avatar's capabilities, or check any GLB/VRM file."""
+    from .avatar import list_avatars
+    from .avatar.check import check_avatar
+
+    if args.action == "check":
+        if not args.file:
+            print("avatarium: error: avatars check needs a FILE (.glb or .vrm)", file=sys.stderr)
+            return 2
+        report = check_avatar(args.file)
+        print(json.dumps(report.as_dict(), indent=1) if args.json else report.summary())
+        return 0
+    rows = []
+    for info in list_avatars():
+        report = check_avatar(info.path)
+        rows.append({"id": info.id, "name": info.name, "description": info.description, "path": str(info.path),
+                     "lipsync": report.lipsync, "emotions": report.emotions, "blinks": report.blinks,
+                     "gestures": report.gestures, "rig": report.rig, "morph_targets": len(info.morph_targets),
+                     "bones": sorted(report.bones), "issues": list(report.issues)})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'id':<12}{'name':<14}{'lip sync':<10}{'emotions':<10}{'blinks':<8}{'gestures':<10}morphs")
+        for r in rows:
+            print(f"{r['id']:<12}{r['name']:<14}{r['lipsync']:<10}{r['emotions']:<10}{r['blinks']:<8}"
+                  f"{r['gestures']:<10}{r['morph_targets']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.config:
@@ -252,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=cmd_bench)
+
+    avatars = sub.add_parser("avatars", help="list the avatar library, or check a GLB/VRM file")
+    avatars.add_argument("action", nargs="?", choices=["list", "check"], default="list")
+    avatars.add_argument("file", nargs="?", type=Path, help="with check: the .glb or .vrm file")
+    avatars.add_argument("--json", action="store_true")
+    avatars.set_defaults(func=cmd_avatars)
 
     demo = sub.add_parser("demo", help="serve the Panel demo page")
     demo.add_argument("--config", type=Path, default=None)
