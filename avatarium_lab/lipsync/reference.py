@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -60,6 +61,7 @@ def _maker() -> ModuleType:
                            "installed package)")
     spec = importlib.util.spec_from_file_location("avatarium_make_reference", path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
