@@ -62,6 +62,14 @@ def test_factorial_variants_and_stable_ids() -> None:
     assert len({t.seed for t in trials}) == spec.repeats
 
 
+def test_variant_order_is_rotated_so_no_variant_always_runs_first() -> None:
+    trials = plan_trials(load_spec(spec_data()))
+    blocks = [trials[i : i + 2] for i in range(0, len(trials), 2)]
+    assert all(a.prompt_id == b.prompt_id and a.repeat == b.repeat for a, b in blocks)
+    firsts = [a.variant for a, _ in blocks]
+    assert firsts.count("espeak:en-us") == firsts.count("espeak:en-gb") == 3
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"factors": {"voice.nope": ["x"]}}, "nope"),
     ({"factors": {"voice.id": []}}, "no levels"),

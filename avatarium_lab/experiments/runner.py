@@ -46,14 +46,23 @@ class Trial:
 
 
 def plan_trials(spec: ExperimentSpec) -> list[Trial]:
-    """Every trial of the spec, interleaved (prompt, repeat, then variant) so partial runs stay balanced."""
+    """Every trial of the spec, interleaved (prompt, repeat, then variant) so partial runs stay balanced.
+
+    Within each (prompt, repeat) block the variant order is rotated by the block's index, so every variant goes
+    first equally often: what runs second can profit from what ran first (an embedded model shared by the
+    variants keeps the prompt it just evaluated in its KV cache, a voice or OS cache is warm), and rotating the
+    order keeps that from favouring one variant in the paired comparison.
+    """
     variants = spec.variant_list()
     out = []
+    block = 0
     for repeat in range(spec.repeats):
         for prompt_id, prompt in spec.prompt_list():
-            for v in variants:
+            k = block % len(variants)
+            for v in variants[k:] + variants[:k]:
                 out.append(Trial(trial_id(spec, v, prompt_id, prompt, repeat), v.name, prompt_id, prompt, repeat,
                                  trial_seed(spec, repeat)))
+            block += 1
     return out
 
 

@@ -280,7 +280,12 @@ class ABCompare(widgets.VBox):
 
     @property
     def votes(self) -> pd.DataFrame:
-        return pd.DataFrame(self._votes, columns=["round", "prompt", "winner", *[s.name for s in self.sides]])
+        columns = ["round", "prompt", "winner"]
+        for s in self.sides:
+            columns.append(f"{s.name} first_audio_ms")
+            if self.metric is not None:
+                columns.append(f"{s.name} {self.metric_name}")
+        return pd.DataFrame(self._votes, columns=columns)
 
     def _ask_in_background(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -329,7 +334,10 @@ class ABCompare(widgets.VBox):
             raise ValueError(f"vote for one of {names} or 'tie'")
         row: dict[str, Any] = {"round": self._round, "prompt": self.prompt.value, "winner": winner}
         for side in self.sides:
-            row[side.name] = side.turn.latency.time_to_first_audio if side.turn is not None else None
+            first = side.turn.latency.time_to_first_audio if side.turn is not None else None
+            row[f"{side.name} first_audio_ms"] = None if first is None else round(first * 1000, 1)
+            if self.metric is not None:
+                row[f"{side.name} {self.metric_name}"] = self.metric(side.turn) if side.turn is not None else None
         self._votes.append(row)
         for b in (self.tie, *[s.vote for s in self.sides]):
             b.disabled = True
