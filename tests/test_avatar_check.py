@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from avatarium_lab.avatar import VISEMES, avatar_path
+from avatarium_lab.avatar import MORPH_TARGETS, VISEMES, avatar_path
 from avatarium_lab.avatar import importers as imp
 from avatarium_lab.avatar.check import (
     MAX_MESHES,
@@ -99,13 +99,16 @@ def test_aria_library_avatar_has_full_oculus_lipsync() -> None:
     assert (report.format, report.rig, report.lipsync) == ("glb", "oculus", "full")
     assert set(report.visemes.values()) == {"direct"}
     assert report.emotions == "full" and report.blinks == "full"
-    assert report.name == "aria" and report.counts.meshes == 4 and report.counts.morph_targets == 25
+    assert report.name == "aria" and report.counts.meshes == 4
+    assert report.counts.morph_targets == len(MORPH_TARGETS)
     # the mapping points at the real mesh and morph index: Face is mesh 1, viseme_aa its 11th target
     (term,) = report.mapping.visemes["viseme_aa"].terms
     assert term.shape == "viseme_aa"
     assert {(d.mesh, d.index, d.name) for d in term.drives} == {(1, VISEMES.index("viseme_aa"), "viseme_aa")}
-    assert report.gestures == "none"  # no skeleton: the issue says what happens instead
-    assert any("no head or neck bone" in i for i in report.issues)
+    # a skeleton with Mixamo / Ready Player Me names: nods, tilts and shrugs move bones, nothing to report
+    assert report.gestures == "full" and report.counts.skins == 1
+    assert report.bones["head"] == "Head" and report.bones["leftUpperArm"] == "LeftArm"
+    assert report.issues == ()
     json.dumps(report.as_dict())
     assert "lip sync full" in str(report)
 
