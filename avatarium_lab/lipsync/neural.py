@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import threading
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -36,7 +35,7 @@ import numpy as np
 from ..errors import LipSyncError
 from ..events import TimedPhoneme
 from .aligners import register_aligner, text_proportional, voiced_spans
-from .phonemize import LENGTH_MARKS, STRESS_MARKS, phonemize
+from .phonemize import marked_segments, phonemize
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +84,7 @@ def units(symbol: str) -> tuple[Unit, ...]:
 
     ``ˈɑːɹ`` -> ``(ɑ "ɑː" 2.0, ɹ "ɹ" 1.0)``; ``aɪə`` -> ``aɪ`` + ``ə``; pauses and unknown letters give nothing.
     """
-    chars: list[str] = []
-    long_flags: list[bool] = []
-    for ch in symbol.strip():
-        if ch in STRESS_MARKS or unicodedata.combining(ch):
-            continue
-        if ch in LENGTH_MARKS:
-            if long_flags:
-                long_flags[-1] = True
-            continue
-        chars.append(ch)
-        long_flags.append(False)
+    chars, long_flags = marked_segments(symbol)
     out: list[Unit] = []
     i = 0
     while i < len(chars):

@@ -127,3 +127,22 @@ def strip_marks(symbol: str) -> str:
     return "".join(
         ch for ch in symbol if ch not in STRESS_MARKS and ch not in LENGTH_MARKS and not unicodedata.combining(ch)
     )
+
+
+def marked_segments(symbol: str) -> tuple[list[str], list[bool]]:
+    """The letters of ``symbol`` without stress marks and diacritics, and for each whether a length mark follows.
+
+    ``ˈɑːɹ`` -> ``(["ɑ", "ɹ"], [True, False])``: the shared first step of cutting a merged symbol into parts.
+    """
+    chars: list[str] = []
+    long_flags: list[bool] = []
+    for ch in symbol.strip():
+        if ch in STRESS_MARKS or unicodedata.combining(ch):
+            continue
+        if ch in LENGTH_MARKS:
+            if long_flags:
+                long_flags[-1] = True
+            continue
+        chars.append(ch)
+        long_flags.append(False)
+    return chars, long_flags

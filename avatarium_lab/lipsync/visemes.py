@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import unicodedata
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -20,7 +19,7 @@ import yaml
 
 from ..errors import LipSyncError
 from ..events import TimedPhoneme, TimedViseme
-from .phonemize import LENGTH_MARKS, STRESS_MARKS
+from .phonemize import marked_segments
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +112,7 @@ def split_symbol(symbol: str) -> tuple[tuple[str, float], ...]:
     the tables do not know come back as their own one-character segments (the lookups then fall back).
     Pauses and symbols with nothing left (a lone stress mark) give ``()``.
     """
-    chars: list[str] = []
-    long_flags: list[bool] = []
-    for ch in symbol.strip():
-        if ch in STRESS_MARKS or unicodedata.combining(ch):
-            continue
-        if ch in LENGTH_MARKS:
-            if long_flags:
-                long_flags[-1] = True
-            continue
-        chars.append(ch)
-        long_flags.append(False)
+    chars, long_flags = marked_segments(symbol)
     max_len, keys = _segment_keys()
     text = "".join(chars)
     parts: list[tuple[str, float]] = []
