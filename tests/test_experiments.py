@@ -137,6 +137,18 @@ def test_runs_every_trial_with_metrics_from_events(first_run) -> None:
     assert {"llm", "tts", "lipsync"} <= {t["stage"] for t in timeline}
 
 
+def test_factor_levels_are_columns_for_per_factor_summaries(tmp_path: Path) -> None:
+    from avatarium_lab.experiments import stats
+
+    data = spec_data(factors={"voice.id": ["espeak:en-us", "espeak:en-gb"],
+                              "lipsync.aligner": ["engine", "text-proportional"]}, repeats=1)
+    frame = run_experiment(data, out_dir=tmp_path, mlflow=False, progress=False).results
+    assert set(frame["voice.id"]) == {"espeak:en-us", "espeak:en-gb"}
+    assert set(frame["lipsync.aligner"]) == {"engine", "text-proportional"}
+    per_voice = stats.summarize(frame, ["first_audio_ms"], by="voice.id")
+    assert sorted(per_voice["voice.id"]) == ["espeak:en-gb", "espeak:en-us"] and (per_voice["n"] == 6).all()
+
+
 def test_statistics_come_with_the_result(first_run) -> None:
     result, _ = first_run
     summary = result.summary

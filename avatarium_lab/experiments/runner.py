@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import AvatariumError
 from .metrics import turn_metrics, turn_timeline
-from .spec import ROOT, ExperimentSpec, load_spec, trial_id, trial_seed
+from .spec import ROOT, ExperimentSpec, VariantSpec, load_spec, trial_id, trial_seed
 
 log = logging.getLogger(__name__)
 
@@ -286,18 +286,34 @@ METRICS = ("first_token_ms", "first_sentence_ms", "first_audio_ms", "first_visem
 """Metric columns summarised and compared (those present in the results)."""
 
 
-def results_frame(rows: Iterable[dict[str, Any]], trials: Sequence[Trial]) -> pd.DataFrame:
-    """The tidy results table in plan order (variant order preserved as a categorical)."""
+def results_frame(rows: Iterable[dict[str, Any]], trials: Sequence[Trial],
+                  variants: Sequence[VariantSpec] = ()) -> pd.DataFrame:
+    """The tidy results table in plan order (variant order preserved as a categorical).
+
+    Each variant's overrides become columns named by their configuration path (``voice.id``,
+    ``lipsync.aligner``...), so results can be summarised per level of one factor across the others
+    (``stats.summarize(results, by="voice.id")``).
+    """
     order = {t.id: k for k, t in enumerate(trials)}
     frame = pd.DataFrame([r for r in rows if r["id"] in order])
     if frame.empty:
         return frame
+    levels = {v.name: v.overrides for v in variants}
+    for key in dict.fromkeys(k for o in levels.values() for k in o):
+        if key not in frame.columns:
+            frame[key] = frame["variant"].map(
+                lambda name, key=key: _level(levels.get(name, {}).get(key)))
     frame = frame.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
     variants = list(dict.fromkeys(t.variant for t in trials))
     frame["variant"] = pd.Categorical(frame["variant"], categories=variants, ordered=True)
     if "error" not in frame:
         frame["error"] = None
     return frame
+
+
+def _level(value: Any) -> Any:
+    """A factor level as a table cell: scalars as they are, anything else as JSON."""
+    return value if value is None or isinstance(value, (str, int, float, bool)) else json.dumps(value, sort_keys=True)
 
 
 def _dask_client(dask: Any) -> tuple[Any, Any]:
@@ -380,7 +396,7 @@ def run_experiment(spec: ExperimentSpec | dict[str, Any] | str | Path, *, out_di
         bar.close()
     seconds = time.perf_counter() - t0
     rows = {**done, **{r["id"]: r for r in new_rows}}
-    frame = results_frame(rows.values(), trials)
+    frame = results_frame(rows.values(), trials, spec.variant_list())
     if not frame.empty:
         frame.drop(columns=[c for c in frame.columns if c.startswith("_")]).to_parquet(out / "results.parquet")
     result = ExperimentResult(spec, frame, out, len(new_rows), seconds)

@@ -116,8 +116,9 @@ class ResultsExplorer(widgets.VBox):
                    and c not in ("repeat", "seed", "started_at") and results[c].notna().any()]
         known = [m for m in METRICS if m in numeric]
         self.metrics = known + [c for c in numeric if c not in known]
-        groups = [c for c in ("variant", "prompt_id", "persona", "voice", "model", "lipsync_source", "repeat")
-                  if c in results.columns]
+        factors = [c for c in results.columns if "." in c]  # one column per varied configuration path
+        groups = [c for c in ("variant", *factors, "prompt_id", "persona", "voice", "model", "lipsync_source",
+                              "repeat") if c in results.columns]
         self.metric = widgets.Dropdown(options=self.metrics, value=metric or self.metrics[0], description="metric")
         self.by = widgets.Dropdown(options=groups, value=by if by in groups else groups[0], description="by")
         self.kind = widgets.ToggleButtons(options=self.KINDS, value="box")
