@@ -54,6 +54,7 @@ from . import (
     estimate_tokens,
     register_adapter,
 )
+from .loops import PerLoopTransport
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,10 @@ class GoogleChatProvider:
             # attempts=1: no tenacity retries, and it also turns off the SDK's implicit sleep-and-retry on
             # connection errors (aiohttp transport): the failover chain owns retries.
             retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"event_hooks": {"request": [set_timeouts], "response": [_collect_response]}},
+            # An explicit httpx transport keeps the SDK on httpx even when aiohttp is installed (mlflow brings
+            # it): the SDK would otherwise switch to aiohttp and silently drop these hooks and timeouts.
+            async_client_args={"event_hooks": {"request": [set_timeouts], "response": [_collect_response]},
+                               "transport": PerLoopTransport()},
         )
         try:
             self._client = genai.Client(api_key=api_key.reveal(), http_options=http_options)

@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+import httpx
+
 C = TypeVar("C")
 
 # SDK clients whose event loop closed before they did: their connections died with the loop and closing them
@@ -64,3 +66,22 @@ class LoopClients(Generic[C]):
                 _ABANDONED.append(client)
 
 
+
+
+class PerLoopTransport(httpx.AsyncBaseTransport):
+    """An ``httpx`` async transport with one connection pool per event loop (see :class:`LoopClients`).
+
+    Given to an SDK that builds its own ``httpx.AsyncClient`` once (google-genai), it keeps that client usable from
+    successive event loops; passing an explicit transport also keeps google-genai on httpx when aiohttp is
+    installed (otherwise it switches to aiohttp and ignores the httpx hooks that carry our timeouts).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._pools: LoopClients[httpx.AsyncHTTPTransport] = LoopClients(
+            lambda: httpx.AsyncHTTPTransport(**options), lambda transport: transport.aclose())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pools.get().handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._pools.aclose()

@@ -53,7 +53,7 @@ from ..providers.google_chat import (
     check_model_name,
     retry_after_of,
 )
-from ..providers.loops import LoopClients
+from ..providers.loops import LoopClients, PerLoopTransport
 from ..secrets import Secret, redact
 from . import SpeechChunk, register_engine
 from .openai_tts import check_base_url, check_voice_args
@@ -120,7 +120,10 @@ class GeminiVoice:
             # Google documents the TTS models (previews, speechConfig) on v1beta; the SDK's default is v1.
             api_version=API_VERSION,
             retry_options=types.HttpRetryOptions(attempts=1),
-            async_client_args={"event_hooks": {"request": [set_timeouts], "response": [_collect_response]}},
+            # An explicit httpx transport keeps the SDK on httpx even when aiohttp is installed (mlflow brings
+            # it): the SDK would otherwise switch to aiohttp and silently drop these hooks and timeouts.
+            async_client_args={"event_hooks": {"request": [set_timeouts], "response": [_collect_response]},
+                               "transport": PerLoopTransport()},
         )
         try:
             return genai.Client(api_key=self._key.reveal(), http_options=http_options)
