@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .avatar_view import AvatarView
     from .experiments import ABCompare, LatencyWaterfall, ResultsExplorer
+    from .gallery import AvatarGallery
     from .lipsync_inspector import LipSyncInspector
     from .panel_view import AvatarPane
     from .voice_compare import VoiceCompare
 
-__all__ = ["ABCompare", "AvatarPane", "AvatarView", "LatencyWaterfall", "LipSyncInspector", "ResultsExplorer",
+__all__ = ["ABCompare", "AvatarGallery", "AvatarPane", "AvatarView", "LatencyWaterfall", "LipSyncInspector", "ResultsExplorer",
            "VoiceCompare"]
 
 
@@ -36,6 +37,10 @@ def __getattr__(name: str) -> Any:
         from .voice_compare import VoiceCompare
 
         return VoiceCompare
+    if name == "AvatarGallery":
+        from .gallery import AvatarGallery
+
+        return AvatarGallery
     if name in ("ABCompare", "LatencyWaterfall", "ResultsExplorer"):
         from . import experiments
 
