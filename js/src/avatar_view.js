@@ -27,17 +27,23 @@ const EMOTION_TAU = 0.25;
 const APPLIED_THRESHOLD = 0.1; // a frame "applies" a viseme when some viseme weight exceeds this
 
 // Emotion name -> morph weights at intensity 1, blended on top of speech.
+// ARKit shapes an avatar lacks are simply not set (library avatars carry all of these; uploads may not).
 const EMOTIONS = {
   neutral: {},
-  happy: { mouthSmileLeft: 0.7, mouthSmileRight: 0.7, browInnerUp: 0.1 },
-  sad: { mouthFrownLeft: 0.6, mouthFrownRight: 0.6, browInnerUp: 0.7 },
-  surprised: { browInnerUp: 0.9, jawOpen: 0.2 },
-  thinking: { browDownLeft: 0.6, browInnerUp: 0.15, mouthFrownRight: 0.15 },
-  angry: { browDownLeft: 0.7, browDownRight: 0.7, mouthFrownLeft: 0.3, mouthFrownRight: 0.3 },
+  happy: { mouthSmileLeft: 0.7, mouthSmileRight: 0.7, browInnerUp: 0.1, cheekSquintLeft: 0.35, cheekSquintRight: 0.35,
+    eyeSquintLeft: 0.2, eyeSquintRight: 0.2 },
+  sad: { mouthFrownLeft: 0.6, mouthFrownRight: 0.6, browInnerUp: 0.7, eyeSquintLeft: 0.1, eyeSquintRight: 0.1,
+    mouthPressLeft: 0.2, mouthPressRight: 0.2 },
+  surprised: { browInnerUp: 0.9, browOuterUpLeft: 0.7, browOuterUpRight: 0.7, eyeWideLeft: 0.6, eyeWideRight: 0.6,
+    jawOpen: 0.2 },
+  thinking: { browDownLeft: 0.6, browInnerUp: 0.15, mouthFrownRight: 0.15, eyeSquintLeft: 0.25, mouthPucker: 0.15 },
+  angry: { browDownLeft: 0.7, browDownRight: 0.7, mouthFrownLeft: 0.3, mouthFrownRight: 0.3, noseSneerLeft: 0.4,
+    noseSneerRight: 0.4, mouthPressLeft: 0.3, mouthPressRight: 0.3 },
+  relaxed: { mouthSmileLeft: 0.3, mouthSmileRight: 0.3, eyeSquintLeft: 0.25, eyeSquintRight: 0.25 },
 };
 const EMOTION_ALIASES = {
   joy: "happy", smile: "happy", glad: "happy", sadness: "sad", surprise: "surprised", think: "thinking",
-  curious: "thinking", anger: "angry", mad: "angry", calm: "neutral",
+  curious: "thinking", anger: "angry", mad: "angry", calm: "relaxed", fun: "happy", sorrow: "sad",
 };
 const EMOTION_MORPHS = [...new Set(Object.values(EMOTIONS).flatMap((m) => Object.keys(m)))];
 // Mouth-shaping emotion morphs are damped while the mouth is busy speaking so the two never fight.
@@ -664,7 +670,11 @@ class AvatarRenderer {
       : new THREE.Vector3(centre.x, box.max.y - 0.12 * size.y, centre.z);
     const radius = Math.max(box.max.y - head.y, 0.04 * size.y, 1e-3); // ~ half a head
     const top = box.max.y;
-    const bottom = Math.max(box.min.y, head.y - 2.6 * radius); // down to the upper chest
+    // A full-body figure (extras.framing "full" on the scene's root node) is framed whole; a bust down to the
+    // upper chest.
+    let full = false;
+    avatar.traverse((obj) => { if (obj.userData?.framing === "full") full = true; });
+    const bottom = full ? box.min.y : Math.max(box.min.y, head.y - 2.6 * radius);
     const mouth = mouthNode
       ? mouthNode.getWorldPosition(new THREE.Vector3())
       : new THREE.Vector3(head.x, head.y - 0.55 * radius, box.max.z);
@@ -674,7 +684,7 @@ class AvatarRenderer {
     this.pivot.position.copy(neck);
     this.pivotRest = neck.clone();
     this.framing = {
-      head: head.clone(), top, bottom, radius, shoulders: Math.min(size.x, 6 * radius),
+      head: head.clone(), top, bottom, radius, full, shoulders: full ? size.x : Math.min(size.x, 6 * radius),
       mouthLocal: mouth.clone().sub(neck), mouthBoxLocal: this.mouthBox(avatar, mouth, radius, neck),
     };
   }
@@ -739,6 +749,7 @@ class AvatarRenderer {
     const dist = Math.max(distV, distH);
     const targetY = (f.top + f.bottom) / 2 + 0.01 * span;
     const target = new THREE.Vector3(f.head.x, targetY, f.head.z);
+    if (this.root) this.root.dataset.framing = f.full ? "full" : "bust";
     // Slightly above eye level, looking a touch down: the usual portrait angle.
     this.camera.position.set(f.head.x, targetY + 0.06 * dist, f.head.z + dist);
     this.camera.near = dist / 50;

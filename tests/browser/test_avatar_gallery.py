@@ -29,10 +29,12 @@ def test_gallery_cards_and_preview(run_notebook_in_lab, poll, artifact, lab_outp
         assert info.name in text and "lipsync: full" in text and "blinks: full" in text
     view = page.locator(".avatarium-avatar-gallery .avatarium-avatar-view[data-status]").first
     poll(lambda: view.get_attribute("data-status") in ("ready", "idle"), 120, "the preview to load")
+    assert view.get_attribute("data-framing") == "bust"
     before = view.locator("canvas").screenshot()
     page.locator(".avatarium-avatar-gallery").first.get_by_role("button", name="Use Pip").click()
     poll(lambda: view.locator("canvas").screenshot() != before, 60, "the preview to show Pip")
     poll(lambda: view.get_attribute("data-status") in ("ready", "idle"), 120, "Pip to load")
+    poll(lambda: view.get_attribute("data-framing") == "full", 30, "Pip, a full-body figure, framed whole")
     page.locator(".avatarium-avatar-gallery").first.scroll_into_view_if_needed()
     artifact("avatar_gallery.png", page.screenshot(full_page=True))
     artifact("avatar_gallery_preview.png", view.screenshot())
