@@ -73,6 +73,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:80] or "variant"
 
 
+def sample_path(out_dir: Path, variant: str, suffix: str) -> Path:
+    """Where a variant's sample turn is kept: ``<out_dir>/samples/<variant>.wav`` / ``.animation.json``."""
+    return out_dir / "samples" / f"{_slug(variant)}{suffix}"
+
+
 def sample_payload(turn: Any) -> dict[str, Any]:
     """A turn's audio (WAV bytes) and animation timeline (JSON), kept for one trial per variant."""
     from ..events import Emotion, Gesture
@@ -226,11 +231,10 @@ class TrialStore:
         sample = row.pop("_sample", None)
         if sample is not None:
             self.samples.mkdir(parents=True, exist_ok=True)
-            stem = _slug(row["variant"])
             if sample["wav"]:
-                (self.samples / f"{stem}.wav").write_bytes(sample["wav"])
-            (self.samples / f"{stem}.animation.json").write_text(json.dumps(sample["animation"], indent=1),
-                                                                 encoding="utf-8")
+                sample_path(self.dir, row["variant"], ".wav").write_bytes(sample["wav"])
+            sample_path(self.dir, row["variant"], ".animation.json").write_text(
+                json.dumps(sample["animation"], indent=1), encoding="utf-8")
         self.dir.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, default=_json_default) + "\n")
@@ -268,10 +272,10 @@ class ExperimentResult:
         return [v.name for v in self.spec.variant_list()]
 
     def sample_audio(self, variant: str) -> Path:
-        return self.out_dir / "samples" / f"{_slug(variant)}.wav"
+        return sample_path(self.out_dir, variant, ".wav")
 
     def sample_animation(self, variant: str) -> dict[str, Any]:
-        return json.loads((self.out_dir / "samples" / f"{_slug(variant)}.animation.json").read_text("utf-8"))
+        return json.loads(sample_path(self.out_dir, variant, ".animation.json").read_text("utf-8"))
 
     def __repr__(self) -> str:
         return (f"ExperimentResult({self.spec.name!r}, trials={len(self.results)}, ran={self.ran}, "

@@ -107,6 +107,8 @@ def log_experiment(result: ExperimentResult, tracking_uri: str | None = None) ->
     """Log ``result`` to MLflow; returns (parent run id, tracking URI)."""
     import mlflow
 
+    from .runner import sample_path
+
     experiment = use_experiment(EXPERIMENT, tracking_uri)
     uri = mlflow.get_tracking_uri()
     spec = result.spec
@@ -144,7 +146,7 @@ def log_experiment(result: ExperimentResult, tracking_uri: str | None = None) ->
                                 metrics[f"{r['metric']}_{stat}"] = float(r[stat])
                 mlflow.log_metrics(metrics)
                 for suffix in (".wav", ".animation.json"):
-                    path = result.out_dir / "samples" / f"{_slug(variant.name)}{suffix}"
+                    path = sample_path(result.out_dir, variant.name, suffix)
                     if path.exists():
                         mlflow.log_artifact(str(path), artifact_path="sample")
                 for _, trial in part[part["error"].isna()].head(TRACE_LIMIT).iterrows():
@@ -152,8 +154,3 @@ def log_experiment(result: ExperimentResult, tracking_uri: str | None = None) ->
     mlflow.flush_trace_async_logging()  # traces are exported in the background; have them stored on return
     return parent.info.run_id, uri
 
-
-def _slug(name: str) -> str:
-    from .runner import _slug as slug
-
-    return slug(name)

@@ -101,28 +101,6 @@ def units(symbol: str) -> tuple[Unit, ...]:
     return tuple(out)
 
 
-def frame_targets(phonemes: Sequence[Sequence[Any]], n_frames: int, frame: float = FRAME) -> np.ndarray:
-    """Class index per frame (frame centres) for ``[[symbol, start, end], ...]``; silence where nothing is.
-
-    A merged symbol's interval is shared among its units in proportion to their weights (long units double).
-    """
-    labels = np.zeros(n_frames, dtype=np.int64)
-    centres = (np.arange(n_frames) + 0.5) * frame
-    for symbol, start, end in phonemes:
-        parts = units(str(symbol))
-        if not parts or end <= start:
-            continue
-        total = sum(u.weight for u in parts)
-        acc = 0.0
-        for u in parts:
-            a = start + (end - start) * acc / total
-            acc += u.weight
-            b = start + (end - start) * acc / total
-            lo, hi = np.searchsorted(centres, [a, b])
-            labels[lo:hi] = PHONE_INDEX[u.phone]
-    return labels
-
-
 # --- forced alignment ------------------------------------------------------------------------------------------
 
 
