@@ -33,6 +33,7 @@ from .events import (
     Emotion,
     Error,
     Event,
+    Gesture,
     LatencyBreakdown,
     Phonemes,
     ProviderAttempt,
@@ -512,6 +513,11 @@ class _TurnStages:
                         untimed_rate = chunk.sample_rate
                     offset += chunk.duration
                     t0 = now()
+            duration = offset - segment_start
+            for name, at in p.persona.gesture_cues(sentence.text, seg):
+                # After synthesis the sentence's length is known, so the gesture lands on its cue word; the audio
+                # plays behind real time (TTS is faster), so this still reaches the renderer before it is due.
+                await self.emit(Gesture(turn_id=self.turn_id, name=name, start=segment_start + at * duration))
             if untimed:
                 # Timings from audio: align the sentence's audio against its text once it is complete. The audio
                 # is already playing; the visemes reach the renderer before playback reaches them.

@@ -77,3 +77,26 @@ def test_emotion_cues_follow_the_text_and_the_persona() -> None:
     # the storyteller is more expressive than the concierge for the same cue
     story = load_persona("playful_storyteller")
     assert story.emotion_cue("Wow, look!")[1] > concierge.emotion_cue("Wow, look!")[1]
+
+
+def test_gesture_cues_follow_the_words_and_the_persona() -> None:
+    tutor, concierge = load_persona("warm_tutor"), load_persona("concise_concierge")
+    assert concierge.gesture_cues("Plants make food.", index=1) == [("nod", 0.15)]  # its only gesture
+    assert tutor.gesture_cues("Hello there!") == [("wave", 0.0)]
+    assert tutor.gesture_cues("No, that is not how it works.") == [("head_shake", 0.0)]
+    assert tutor.gesture_cues("Shall we try?") == [("head_tilt", 0.8)]  # as the question ends
+    at = dict(tutor.gesture_cues("It is good, and yes, we can."))["nod"]
+    assert 0.4 < at < 0.6  # where "yes" is in the sentence
+    assert tutor.gesture_cues("Maybe it depends on the light.")[0][0] == "shrug"
+    # no cue: the persona's own gestures, on every other sentence
+    assert tutor.gesture_cues("Plants make food.", index=0) == []
+    assert tutor.gesture_cues("Plants make food.", index=1) == [("nod", 0.15)]
+    assert tutor.gesture_cues("Plants make food.", index=3) == [("head_tilt", 0.15)]
+    assert len(tutor.gesture_cues("Hello! Yes, maybe, who knows? No idea?")) <= 2
+
+
+def test_unknown_persona_gestures_are_refused(tmp_path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("id: p\nname: P\nsystem_prompt: hi\ngestures: [moonwalk]\n")
+    with pytest.raises(ConfigError, match="moonwalk"):
+        load_persona(str(path))

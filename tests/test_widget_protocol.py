@@ -26,7 +26,9 @@ from avatarium_lab.widgets.protocol import (
     Outbox,
     frontend_message,
     json_only,
+    pose_message,
     resolve_glb,
+    rig_payload,
     stop_message,
     turn_messages,
     with_buffers,
@@ -72,12 +74,49 @@ def test_emotion_and_end() -> None:
     assert msg == {"kind": "end", "turn_id": "t1", "reason": "cancelled"}
 
 
+def test_gesture_and_pose_messages() -> None:
+    msg, buffers = frontend_message(Gesture(turn_id="t1", name="nod", start=1.25))
+    assert msg == {"kind": "gesture", "turn_id": "t1", "name": "nod", "start": 1.25} and buffers == []
+    assert pose_message(visemes={"aa": 1}) == {"kind": "pose", "visemes": {"aa": 1.0}, "emotion": None,
+                                               "intensity": 1.0, "still": True}
+    assert pose_message(emotion="sad", intensity=0.5, still=False)["still"] is False
+    assert pose_message() == {"kind": "pose"}  # releases the held pose
+
+
+def test_rig_payload_of_a_library_avatar_names_every_part() -> None:
+    from avatarium_lab.avatar import load_avatar
+
+    rig = rig_payload(load_avatar("aria"))
+    assert rig["facing"] == "+z" and rig["rig"] == "oculus"
+    assert set(rig["visemes"]) >= {f"viseme_{v}" for v in ("PP", "aa", "O", "U")}
+    assert all(len(d) == 3 and isinstance(d[1], int) for drives in rig["visemes"].values() for d in drives)
+    assert {"happy", "sad", "angry", "surprised"} <= set(rig["emotions"])
+    assert rig["bones"]["head"] == "Head" and rig["bones"]["neck"] == "Neck"
+    assert {"leftShoulder", "rightUpperArm", "rightLowerArm", "rightHand", "leftEye"} <= set(rig["bones"])
+    json.dumps(rig)  # travels as a widget trait
+
+
+def test_rig_payload_of_vrm0_addresses_unnamed_morphs_by_index_and_turns_it_around() -> None:
+    from avatarium_lab.avatar.testing_glb import make_vrm0
+
+    rig = rig_payload(make_vrm0())
+    assert rig["format"] == "vrm0" and rig["facing"] == "-z"
+    assert rig["visemes"]["viseme_aa"] == [[0, 0, 1.0]]  # the VRM "aa" expression's morph, by index
+    assert rig["emotions"]["happy"] and rig["blinks"]["blinkLeft"]
+    assert rig["bones"]["head"] == "J_Bip_C_Head"
+
+
+def test_rig_payload_of_a_broken_file_is_empty() -> None:
+    from avatarium_lab.avatar import load_avatar
+
+    assert rig_payload(load_avatar("aria")[:500]) == {}
+
+
 @pytest.mark.parametrize(
     "event",
     [
         TextDelta(turn_id="t1", text="Hel"),
         Sentence(turn_id="t1", index=0, text="Hello."),
-        Gesture(turn_id="t1", name="nod"),
         Usage(turn_id="t1", prompt_tokens=3, completion_tokens=4),
     ],
 )

@@ -12,12 +12,14 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError, UnknownPersona
 
 PERSONA_DIR = Path(__file__).resolve().parent / "personas"
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised", "thinking")
+GESTURES = ("nod", "head_shake", "head_tilt", "shrug", "wave")
+"""Gestures the renderer plays from cues (idle breathing, sway, saccades and blinks run on their own)."""
 
 
 class PersonaVoice(BaseModel):
@@ -55,8 +57,17 @@ class Persona(BaseModel):
     style: tuple[str, ...] = ()
     voice: PersonaVoice = PersonaVoice()
     emotion: PersonaEmotion = PersonaEmotion()
-    gestures: tuple[str, ...] = ()
+    gestures: tuple[str, ...] = Field(default=(), description="gestures this persona also makes on sentences "
+                                      "without a cue (every other one), besides the gestures cues trigger")
     checks: PersonaChecks = PersonaChecks()
+
+    @field_validator("gestures")
+    @classmethod
+    def _known_gestures(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [g for g in value if g not in GESTURES]
+        if unknown:
+            raise ValueError(f"unknown gestures {unknown}; known: {', '.join(GESTURES)}")
+        return value
 
     def system_message(self) -> str:
         """The full system prompt sent to the model: identity, then the speaking-style rules."""
@@ -72,6 +83,25 @@ class Persona(BaseModel):
         name, strength = cue
         return name, min(1.0, max(self.emotion.intensity, strength * self.emotion.expressiveness))
 
+    def gesture_cues(self, sentence: str, index: int = 0) -> list[tuple[str, float]]:
+        """Gestures to make while ``sentence`` (the turn's ``index``-th) is spoken: ``(name, at)`` with ``at`` the
+        fraction of the sentence's duration where the gesture starts (where its cue word is).
+
+        Cues: a greeting or farewell waves, an affirmation nods, a leading "no" shakes the head, uncertainty
+        shrugs, a question tilts the head as it ends. A sentence without a cue gets the persona's own gestures in
+        turn on every other sentence, so a tutor keeps nodding while it explains. At most two per sentence.
+        """
+        found: list[tuple[str, float]] = []
+        n = max(len(sentence), 1)
+        for name, pattern in _GESTURE_CUES:
+            m = pattern.search(sentence)
+            if m and all(g != name for g, _ in found):
+                at = 0.8 if name == "head_tilt" else m.start() / n
+                found.append((name, round(min(at, 0.9), 3)))
+        if not found and self.gestures and index % 2 == 1:
+            found.append((self.gestures[(index // 2) % len(self.gestures)], 0.15))
+        return sorted(found, key=lambda g: g[1])[:2]
+
 
 _CUES: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("sad", re.compile(r"\b(sorry|sad|unfortunately|regret|miss(ed)?|lost|alas)\b", re.I), 0.8),
@@ -79,6 +109,16 @@ _CUES: tuple[tuple[str, re.Pattern[str], float], ...] = (
     ("surprised", re.compile(r"\b(wow|whoa|oh|amazing|incredible|imagine|suddenly)\b", re.I), 0.8),
     ("happy", re.compile(r"\b(great|glad|happy|wonderful|love|fun|delight\w*|welcome|hello|hi)\b|!", re.I), 0.8),
     ("thinking", re.compile(r"\?|\b(perhaps|maybe|let me think|hmm|wonder)\b", re.I), 0.6),
+)
+
+
+_GESTURE_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("wave", re.compile(r"\b(hello|hi|hey|welcome|goodbye|bye|see you|farewell)\b", re.I)),
+    ("head_shake", re.compile(r"^\W*(no|nope|not really|never)\b", re.I)),
+    ("shrug", re.compile(r"\b(i don'?t know|not sure|who knows|hard to say|maybe|perhaps|it depends)\b", re.I)),
+    ("nod", re.compile(r"\b(yes|yeah|yep|sure|exactly|right|indeed|of course|absolutely|certainly|okay|ok|"
+                       r"agreed|correct)\b", re.I)),
+    ("head_tilt", re.compile(r"\?\s*$")),
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .protocol import AvatarMessaging, AvatarSource, Outbox, avatar_label, esm_source, resolve_glb
+from .protocol import AvatarMessaging, AvatarSource, Outbox, avatar_label, esm_source, resolve_glb, rig_payload
 
 __all__ = ["AvatarView"]
 
@@ -41,6 +41,8 @@ class AvatarView(AvatarMessaging, anywidget.AnyWidget):
     _esm = esm_source()
 
     glb = traitlets.Bytes(b"", help="The avatar as binary glTF (GLB) bytes.").tag(sync=True)
+    rig = traitlets.Dict({}, help="How to animate this model (protocol.rig_payload); set with the avatar.").tag(
+        sync=True)
     canvas_width = traitlets.Int(320, help="Canvas width in CSS pixels.").tag(sync=True)
     canvas_height = traitlets.Int(400, help="Canvas height in CSS pixels.").tag(sync=True)
     background = traitlets.Unicode("#eef1f5", help="Any CSS colour behind the avatar.").tag(sync=True)
@@ -54,6 +56,7 @@ class AvatarView(AvatarMessaging, anywidget.AnyWidget):
         """
         if "glb" not in kwargs:
             kwargs["glb"] = resolve_glb(avatar)
+        kwargs.setdefault("rig", rig_payload(kwargs["glb"]) if kwargs["glb"] else {})
         self._avatar_label = avatar_label(avatar)
         self._outbox = Outbox(self._deliver)
         super().__init__(**kwargs)

@@ -16,7 +16,16 @@ from typing import Any
 import param
 from panel.custom import AnyWidgetComponent
 
-from .protocol import AvatarMessaging, AvatarSource, Outbox, avatar_label, esm_source, json_only, resolve_glb
+from .protocol import (
+    AvatarMessaging,
+    AvatarSource,
+    Outbox,
+    avatar_label,
+    esm_source,
+    json_only,
+    resolve_glb,
+    rig_payload,
+)
 
 __all__ = ["AvatarPane"]
 
@@ -38,6 +47,7 @@ class AvatarPane(AvatarMessaging, AnyWidgetComponent):
     _esm = esm_source()
 
     glb = param.Bytes(default=b"", doc="The avatar as binary glTF (GLB) bytes.")
+    rig = param.Dict(default={}, doc="How to animate this model (protocol.rig_payload); set with the avatar.")
     canvas_width = param.Integer(default=320, bounds=(16, 4096), doc="Canvas width in CSS pixels.")
     canvas_height = param.Integer(default=400, bounds=(16, 4096), doc="Canvas height in CSS pixels.")
     background = param.String(default="#eef1f5", doc="Any CSS colour behind the avatar.")
@@ -48,6 +58,7 @@ class AvatarPane(AvatarMessaging, AnyWidgetComponent):
     def __init__(self, avatar: AvatarSource = "aria", **params: Any) -> None:
         if "glb" not in params:
             params["glb"] = resolve_glb(avatar)
+        params.setdefault("rig", rig_payload(params["glb"]) if params["glb"] else {})
         params.setdefault("width", params.get("canvas_width", self.param.canvas_width.default))
         params.setdefault("height", params.get("canvas_height", self.param.canvas_height.default))
         params["canvas_background"] = params.get("background", self.param.background.default)

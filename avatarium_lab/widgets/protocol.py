@@ -10,6 +10,12 @@ The front-end module (``js/src/avatar_view.js``) understands these messages, eac
 ``{"kind": "visemes", "turn_id", "segment", "items": [[viseme, start, end, weight], ...]}``
     Oculus viseme ids, seconds on the turn's audio timeline.
 ``{"kind": "emotion", "turn_id", "name", "intensity", "start"}``
+``{"kind": "gesture", "turn_id", "name", "start"}``
+    ``nod``, ``head_shake``, ``head_tilt``, ``shrug`` or ``wave`` (a bust without visible arms greets with a
+    nod instead), from ``start`` seconds on the turn's audio timeline. Without ``turn_id`` it plays at once.
+``{"kind": "pose", "visemes": {"aa": 1.0}, "emotion": "happy", "intensity": 1.0, "still": true}``
+    Hold a pose outside any turn (stills, screenshots, a gallery of expressions); ``still`` also pauses the idle
+    sway, saccades and blinks. ``{"kind": "pose"}`` with nothing else releases it.
 ``{"kind": "end", "turn_id", "reason"}``
 ``{"kind": "stop"}``
     Barge-in: silence the audio and relax the mouth at once.
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AvatarError
-from ..events import Audio, Emotion, Event, TurnEnded, TurnStarted, Visemes
+from ..events import Audio, Emotion, Event, Gesture, TurnEnded, TurnStarted, Visemes
 
 __all__ = [
     "BUNDLE",
@@ -42,7 +48,9 @@ __all__ = [
     "end_message",
     "frontend_message",
     "json_only",
+    "pose_message",
     "resolve_glb",
+    "rig_payload",
     "stop_message",
     "turn_messages",
     "with_buffers",
@@ -86,6 +94,39 @@ def resolve_glb(avatar: AvatarSource) -> bytes:
     return data
 
 
+def rig_payload(glb: bytes) -> dict[str, Any]:
+    """What the front end needs to animate this model, from the same rig mapping as ``avatarium avatars check``.
+
+    ``visemes`` / ``emotions`` / ``blinks``: our target -> ``[[mesh, morph, weight], ...]`` (glTF mesh index and
+    morph target index, so VRM expressions whose morphs have no names still work); ``bones``: bone role (VRM
+    humanoid names) -> the node name three.js gives it; ``facing``: ``"-z"`` for VRM 0.x models, which face away
+    from the glTF front. The renderer prefers a model's own ``viseme_*`` / ARKit names and uses these drives for
+    what it lacks. Empty for data that does not pass the checker (the renderer then reports the load error).
+    """
+    from ..avatar.check import AvatarCheckError, check_avatar
+
+    try:
+        report = check_avatar(glb)
+    except AvatarCheckError as exc:
+        logger.debug("no rig for this avatar: %s", exc)
+        return {}
+    res = report.mapping
+
+    def drives(group: Any, only_available: bool) -> dict[str, list[list[float]]]:
+        return {name: [[d.mesh, d.index, round(d.weight, 4)] for t in r.terms for d in t.drives]
+                for name, r in group.items() if r.terms and (r.available or not only_available)}
+
+    return {
+        "rig": report.rig,
+        "format": report.format,
+        "facing": "-z" if report.format == "vrm0" else "+z",
+        "visemes": drives(res.visemes, only_available=False),  # approximations beat a still mouth
+        "emotions": drives(res.emotions, only_available=True),
+        "blinks": drives(res.blinks, only_available=True),
+        "bones": {role: ref.three_name for role, ref in res.bones.items()},
+    }
+
+
 def bundle_path() -> Path:
     """The bundled front-end module, with a clear error when it has not been built."""
     if not BUNDLE.is_file():
@@ -105,6 +146,14 @@ def end_message(turn_id: str, reason: str = "complete") -> dict[str, Any]:
 
 def stop_message() -> dict[str, Any]:
     return {"kind": "stop"}
+
+
+def pose_message(visemes: dict[str, float] | None = None, emotion: str | None = None, intensity: float = 1.0,
+                 *, still: bool = True) -> dict[str, Any]:
+    if not visemes and not emotion:
+        return {"kind": "pose"}
+    return {"kind": "pose", "visemes": {k: float(v) for k, v in (visemes or {}).items()}, "emotion": emotion,
+            "intensity": float(intensity), "still": bool(still)}
 
 
 def frontend_message(event: Event) -> Message | None:
@@ -132,6 +181,8 @@ def frontend_message(event: Event) -> Message | None:
             "start": float(event.start),
         }
         return msg, []
+    if isinstance(event, Gesture):
+        return {"kind": "gesture", "turn_id": event.turn_id, "name": event.name, "start": float(event.start)}, []
     if isinstance(event, TurnEnded):
         return end_message(event.turn_id, event.reason), []
     return None
@@ -234,10 +285,24 @@ class AvatarMessaging:
     _avatar_label: str
     glb: Any
 
+    rig: Any
+
     def set_avatar(self, avatar: AvatarSource) -> None:
         """Show another avatar (library name, path or GLB bytes)."""
-        self.glb = resolve_glb(avatar)
+        glb = resolve_glb(avatar)
+        self.rig = rig_payload(glb)  # before the GLB, so the model loads with its mapping
+        self.glb = glb
         self._avatar_label = avatar_label(avatar)
+
+    def pose(self, visemes: dict[str, float] | None = None, emotion: str | None = None, intensity: float = 1.0,
+             *, still: bool = True) -> None:
+        """Hold a pose outside any turn (``pose(visemes={"aa": 1})``, ``pose(emotion="happy")``); ``pose()``
+        releases it. ``still`` pauses the idle sway, saccades and blinks so screenshots compare pose alone."""
+        self._outbox.post(pose_message(visemes, emotion, intensity, still=still))
+
+    def gesture(self, name: str) -> None:
+        """Play a gesture now (``nod``, ``head_shake``, ``head_tilt``, ``shrug``, ``wave``)."""
+        self._outbox.post({"kind": "gesture", "name": name, "start": 0.0})
 
     def send_event(self, event: Event) -> bool:
         """Forward one pipeline event to the browser; returns whether the avatar uses this kind of event."""

@@ -5,6 +5,7 @@
 // Python side is. Message protocol: avatarium_lab/widgets/protocol.py.
 import * as THREE from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+import { Body } from "./motion.js";
 
 const VISEMES = ["sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U"];
 const SPOKEN = VISEMES.filter((v) => v !== "sil");
@@ -48,6 +49,12 @@ const EMOTION_ALIASES = {
 const EMOTION_MORPHS = [...new Set(Object.values(EMOTIONS).flatMap((m) => Object.keys(m)))];
 // Mouth-shaping emotion morphs are damped while the mouth is busy speaking so the two never fight.
 const MOUTH_EMOTION_MORPHS = new Set(["mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight", "jawOpen"]);
+// Emotions in the body too: head offsets (pivot-space Euler radians at intensity 1; see motion.js for the axes).
+const EMOTION_HEAD = {
+  happy: [-0.03, 0, 0.02], sad: [0.09, 0, -0.02], angry: [0.05, 0, 0], surprised: [-0.06, 0, 0],
+  thinking: [-0.02, 0.06, 0.08], relaxed: [0, 0, 0.03],
+};
+const EMOTION_NAMES = Object.keys(EMOTIONS).filter((e) => e !== "neutral");
 
 const smoothstep = (x) => (x <= 0 ? 0 : x >= 1 ? 1 : x * x * (3 - 2 * x));
 const perfNow = () => performance.now() / 1000;
@@ -109,6 +116,8 @@ class Player {
     this.lastTurnId = null;
     this.lastCtxTime = -1;
     this.lastCtxCheck = 0;
+    this.held = null; // a "pose" message's pose, shown while no turn plays
+    this.loose = []; // gestures sent outside a turn: play at once
     this.onMessage = (msg, buffers) => {
       try {
         this.handle(msg, buffers);
@@ -174,6 +183,7 @@ class Player {
       chunks: [],
       visemes: [],
       emotions: [],
+      gestures: [],
       ended: false,
       lastVisemeEnd: 0,
     };
@@ -232,6 +242,23 @@ class Player {
         turn.emotions.sort((a, b) => a.start - b.start);
         break;
       }
+      case "gesture": {
+        const name = String(msg.name || "").toLowerCase();
+        if (msg.turn_id == null) {
+          this.loose.push({ name, intensity: msg.intensity ?? 1 });
+          break;
+        }
+        const turn = this.turnFor(msg.turn_id);
+        if (!turn) break;
+        turn.gestures.push({ name, intensity: msg.intensity ?? 1, start: +msg.start || 0, sent: false });
+        break;
+      }
+      case "pose":
+        this.held = msg.visemes || msg.emotion
+          ? { visemes: msg.visemes || {}, emotion: msg.emotion ? String(msg.emotion).toLowerCase() : null,
+            intensity: msg.intensity ?? 1, still: !!msg.still }
+          : null;
+        break;
       case "end": {
         const turn = this.turnFor(msg.turn_id);
         if (!turn) break;
@@ -338,6 +365,14 @@ class Player {
     return turn.ended ? turn.delay : null; // no audio will come for this segment
   }
 
+  /** Delay of the audio playing at turn time `t` in any segment (gestures belong to no segment). */
+  delayAt(turn, t) {
+    let found = null;
+    for (const c of turn.chunks) if (found === null || c.offset <= t + 1e-6) found = c;
+    if (found && (found.offset <= t + 1e-6 || turn.ended)) return found.delay;
+    return turn.ended ? turn.delay : null;
+  }
+
   /** Turn time at which everything scheduled so far has finished, in the turn's clock. */
   turnEnd(turn) {
     let end = turn.t0 + turn.lastVisemeEnd + turn.delay;
@@ -347,9 +382,20 @@ class Player {
 
   /** Viseme targets and emotion for this frame. */
   evaluate() {
-    const out = { visemes: {}, emotion: null, emotionIntensity: 0, stopping: perfNow() < this.stopUntil };
+    const out = { visemes: {}, emotion: null, emotionIntensity: 0, stopping: perfNow() < this.stopUntil,
+      gestures: [], still: false, held: false };
+    // Gestures start on the page clock: now for loose ones, at their turn time (or at once, if late) otherwise.
+    for (const g of this.loose) out.gestures.push({ name: g.name, at: perfNow(), intensity: g.intensity });
+    this.loose = [];
     const turn = this.turn;
-    if (!turn || turn.t0 == null) return out;
+    if (!turn || turn.t0 == null) {
+      if (this.held) {
+        Object.assign(out, { visemes: { ...this.held.visemes }, emotion: this.held.emotion,
+          emotionIntensity: this.held.intensity, still: this.held.still, held: true });
+        delete out.visemes.sil;
+      }
+      return out;
+    }
     this.checkAudioClock(turn);
     const now = this.now(turn);
     for (const v of turn.visemes) {
@@ -364,6 +410,15 @@ class Player {
       const fall = 1 - smoothstep((now - (e - 0.3 * RELEASE)) / RELEASE);
       const w = Math.max(0, Math.min(1, v.weight)) * rise * fall;
       if (w > (out.visemes[v.id] || 0)) out.visemes[v.id] = w;
+    }
+    for (const g of turn.gestures) {
+      if (g.sent) continue;
+      const d = this.delayAt(turn, g.start);
+      if (d == null) continue;
+      const due = turn.t0 + g.start + d - now;
+      if (due > 0.1) continue;
+      g.sent = true;
+      out.gestures.push({ name: g.name, at: perfNow() + Math.max(0, due), intensity: g.intensity });
     }
     const end = this.turnEnd(turn);
     const finished = turn.ended && now > end + TAIL;
@@ -463,6 +518,12 @@ class AvatarRenderer {
     this.error = null;
     this.loadToken = 0;
     this.morphs = new Map(); // morph name -> [[mesh, index], ...]
+    this.meshesByIndex = new Map(); // glTF mesh index -> its three.js meshes (rig drives address morphs by index)
+    this.acc = new Map(); // this frame's morph weights: mesh -> Map(index -> weight), summed over every source
+    this.touched = new Map(); // what the previous frame set, so a morph no source drives returns to 0
+    this.body = null;
+    this.emoLevels = Object.fromEntries(EMOTION_NAMES.map((e) => [e, 0]));
+    this.still = false;
     this.visWeights = Object.fromEntries(SPOKEN.map((v) => [v, 0]));
     this.emoWeights = Object.fromEntries(EMOTION_MORPHS.map((m) => [m, 0]));
     this.applied = 0;
@@ -533,6 +594,7 @@ class AvatarRenderer {
       ["change:background", () => this.applyBackground()],
       ["change:canvas_background", () => this.applyBackground()],
       ["change:status", () => this.refreshChrome()],
+      ["change:rig", () => this.loaded && this.bindRig()],
     ];
     for (const [event, cb] of this.listeners) model.on(event, cb);
 
@@ -639,12 +701,20 @@ class AvatarRenderer {
   onLoaded(gltf) {
     this.disposeModel();
     const avatar = gltf.scene;
+    // VRM 0.x models face -z (away from the glTF front): turn them to the camera.
+    if ((this.model.get("rig") || {}).facing === "-z") avatar.rotation.y = Math.PI;
     avatar.updateMatrixWorld(true);
     this.morphs = new Map();
+    this.meshesByIndex = new Map();
     avatar.traverse((obj) => {
-      if (!obj.isMesh || !obj.morphTargetDictionary || !obj.morphTargetInfluences) return;
+      if (!obj.isMesh || !obj.morphTargetInfluences) return;
       obj.frustumCulled = false; // morphs move vertices beyond the rest-pose bounds
-      for (const [name, index] of Object.entries(obj.morphTargetDictionary)) {
+      const assoc = gltf.parser?.associations?.get(obj);
+      if (assoc && assoc.meshes != null) {
+        if (!this.meshesByIndex.has(assoc.meshes)) this.meshesByIndex.set(assoc.meshes, []);
+        this.meshesByIndex.get(assoc.meshes).push(obj);
+      }
+      for (const [name, index] of Object.entries(obj.morphTargetDictionary || {})) {
         if (!this.morphs.has(name)) this.morphs.set(name, []);
         this.morphs.get(name).push([obj, index]);
       }
@@ -652,9 +722,34 @@ class AvatarRenderer {
     this.computeFraming(avatar);
     this.avatar = avatar;
     this.pivot.add(avatar);
+    this.bindRig();
+    this.root.dataset.glbBytes = String(toArrayBuffer(this.model.get("glb"))?.byteLength || 0);
     this.frameCamera();
     this.loaded = true;
     this.refreshChrome();
+  }
+
+  /** Decide, per target, whether the model's own names or the rig's drives animate it; bind the skeleton. */
+  bindRig() {
+    const rig = this.model.get("rig") || {};
+    const has = (name) => this.morphs.has(name);
+    this.visemeDrives = {};
+    for (const v of SPOKEN) {
+      if (!has(`viseme_${v}`)) this.visemeDrives[v] = rig.visemes?.[`viseme_${v}`] || null;
+    }
+    this.emotionsByName = EMOTION_MORPHS.some(has);
+    this.emotionDrives = this.emotionsByName ? {} : rig.emotions || {};
+    this.blinksByName = has("eyeBlinkLeft") || has("eyeBlinkRight");
+    const blinks = rig.blinks || {};
+    this.blinkDrives = this.blinksByName ? null
+      : blinks.blinkLeft && blinks.blinkRight ? [...blinks.blinkLeft, ...blinks.blinkRight] : blinks.blink || null;
+    // The rest pose (all gestures off) before measuring the skeleton again.
+    if (this.body) for (const b of this.body.bones.values()) b.obj.quaternion.copy(b.q0);
+    this.pivot.rotation.set(0, 0, 0);
+    this.pivot.position.copy(this.pivotRest || this.pivot.position);
+    this.body = new Body(this.avatar, this.pivot, rig.bones || {}, !!this.framing?.full);
+    this.root.dataset.bones = String(this.body.roleCount);
+    this.root.dataset.canWave = String(this.body.canWave);
   }
 
   /** Head-and-shoulders framing from the bounding box and the HeadAnchor / MouthAnchor nodes. */
@@ -766,12 +861,6 @@ class AvatarRenderer {
     }
   }
 
-  setMorph(name, value) {
-    const list = this.morphs.get(name);
-    if (!list) return;
-    for (const [mesh, index] of list) mesh.morphTargetInfluences[index] = value;
-  }
-
   frame() {
     if (this.disposed) return;
     this.raf = requestAnimationFrame(this.frame);
@@ -779,12 +868,20 @@ class AvatarRenderer {
     const dt = Math.min(0.1, Math.max(0, now - this.lastFrame));
     this.lastFrame = now;
     const sample = this.player.evaluate();
+    this.still = sample.still;
+    if (this.root.dataset.pose !== (sample.held ? "held" : "")) this.root.dataset.pose = sample.held ? "held" : "";
     this.updateMouth(sample, dt);
     this.updateEmotion(sample, dt);
     if (!this.loaded || !this.renderer) return;
+    for (const g of sample.gestures) {
+      if (!this.body?.play(g.name, g.at, g.intensity)) continue;
+      // What was played, in order (the last ten): tests and tools can see a gesture happened.
+      this.played = [...(this.played || []), g.name].slice(-10);
+      this.root.dataset.gesturesPlayed = this.played.join(",");
+    }
     this.updateBlink(now);
     this.applyMorphs();
-    this.updateIdle(now);
+    this.updateIdle(now, dt, sample);
     this.renderer.render(this.scene, this.camera);
     this.updateMouthBox();
   }
@@ -796,7 +893,7 @@ class AvatarRenderer {
     for (const v of SPOKEN) {
       const target = sample.visemes[v] || 0;
       const current = this.visWeights[v];
-      const k = 1 - Math.exp(-dt / tauFor(target, current));
+      const k = sample.held ? 1 : 1 - Math.exp(-dt / tauFor(target, current)); // a held pose shows at once
       const next = current + (target - current) * k;
       this.visWeights[v] = next < 1e-4 ? 0 : next;
       if (this.visWeights[v] > peak) {
@@ -820,15 +917,26 @@ class AvatarRenderer {
   updateEmotion(sample, dt) {
     const preset = EMOTIONS[sample.emotion] || EMOTIONS.neutral;
     const intensity = Math.max(0, Math.min(1, sample.emotionIntensity ?? 1));
-    const k = 1 - Math.exp(-dt / (sample.stopping ? 0.1 : EMOTION_TAU));
+    const k = sample.held ? 1 : 1 - Math.exp(-dt / (sample.stopping ? 0.1 : EMOTION_TAU)); // a held pose: at once
     for (const m of EMOTION_MORPHS) {
       let target = (preset[m] || 0) * intensity;
       if (MOUTH_EMOTION_MORPHS.has(m)) target *= 1 - 0.5 * (this.peak || 0);
       this.emoWeights[m] += (target - this.emoWeights[m]) * k;
     }
+    // Per-emotion levels: for rigs whose emotions are their own expressions (VRM), and for the head's attitude.
+    for (const e of EMOTION_NAMES) {
+      const target = e === sample.emotion ? intensity : 0;
+      this.emoLevels[e] += (target - this.emoLevels[e]) * k;
+    }
+    if (this.root.dataset.emotion !== (sample.emotion || "neutral")) this.root.dataset.emotion = sample.emotion || "neutral";
   }
 
   updateBlink(now) {
+    if (this.still) {
+      this.blink = 0;
+      this.blinkStart = -1;
+      return;
+    }
     if (this.blinkStart < 0 && now >= this.nextBlink) this.blinkStart = now;
     let w = 0;
     if (this.blinkStart >= 0) {
@@ -844,22 +952,85 @@ class AvatarRenderer {
     this.blink = w;
   }
 
-  applyMorphs() {
-    for (const v of SPOKEN) this.setMorph(`viseme_${v}`, this.visWeights[v]);
-    for (const m of EMOTION_MORPHS) this.setMorph(m, this.emoWeights[m]);
-    this.setMorph("eyeBlinkLeft", this.blink);
-    this.setMorph("eyeBlinkRight", this.blink);
+  /** Add `weight` to a morph target of `mesh` for this frame. */
+  addMorph(mesh, index, weight) {
+    let m = this.acc.get(mesh);
+    if (!m) this.acc.set(mesh, (m = new Map()));
+    m.set(index, (m.get(index) || 0) + weight);
   }
 
-  updateIdle(now) {
+  addByName(name, weight) {
+    if (!(weight > 0)) return;
+    for (const [mesh, index] of this.morphs.get(name) || []) this.addMorph(mesh, index, weight);
+  }
+
+  /** Rig drives: [[glTF mesh index, morph index, weight], ...] (VRM expressions, ARKit-only, CC mappings). */
+  addDrives(drives, weight) {
+    if (!(weight > 0) || !drives) return;
+    for (const [meshIndex, index, w] of drives) {
+      for (const mesh of this.meshesByIndex.get(meshIndex) || []) {
+        if (index < mesh.morphTargetInfluences.length) this.addMorph(mesh, index, w * weight);
+      }
+    }
+  }
+
+  /** Every source of morph weights adds into one frame (two visemes mapped onto the same jawOpen sum up). */
+  applyMorphs() {
+    this.acc = new Map();
+    for (const v of SPOKEN) {
+      const drives = this.visemeDrives?.[v];
+      if (drives) this.addDrives(drives, this.visWeights[v]);
+      else this.addByName(`viseme_${v}`, this.visWeights[v]);
+    }
+    if (this.emotionsByName) for (const m of EMOTION_MORPHS) this.addByName(m, this.emoWeights[m]);
+    else {
+      const damp = 1 - 0.4 * (this.peak || 0); // expressions often move the mouth: give way to speech
+      for (const e of EMOTION_NAMES) this.addDrives(this.emotionDrives?.[e], this.emoLevels[e] * damp);
+    }
+    if (this.blinksByName) {
+      this.addByName("eyeBlinkLeft", this.blink);
+      this.addByName("eyeBlinkRight", this.blink);
+    } else this.addDrives(this.blinkDrives, this.blink);
+    for (const [mesh, indices] of this.touched) {
+      const now = this.acc.get(mesh);
+      for (const index of indices) if (!now || !now.has(index)) mesh.morphTargetInfluences[index] = 0;
+    }
+    this.touched = new Map();
+    for (const [mesh, weights] of this.acc) {
+      for (const [index, w] of weights) mesh.morphTargetInfluences[index] = Math.min(1, w);
+      this.touched.set(mesh, new Set(weights.keys()));
+    }
+  }
+
+  updateIdle(now, dt, sample) {
     if (!this.pivotRest) return;
     const t = now - this.clockStart;
     const r = this.framing.radius;
-    // Breathing (~4 s), a slow head sway made of incommensurate sines, and a small nod that follows speech.
-    this.pivot.position.y = this.pivotRest.y + 0.015 * r * Math.sin((2 * Math.PI * t) / 4.2);
-    this.pivot.rotation.y = 0.022 * Math.sin(0.55 * t) + 0.008 * Math.sin(1.31 * t + 0.7);
-    this.pivot.rotation.x = 0.012 * Math.sin(0.43 * t + 1.1) + 0.02 * this.speech;
-    this.pivot.rotation.z = 0.008 * Math.sin(0.37 * t + 2.3);
+    const still = this.still;
+    // The emotion shows in the head's attitude too; speech adds a small forward lean.
+    const head = [0, 0, 0];
+    for (const e of EMOTION_NAMES) {
+      const o = EMOTION_HEAD[e];
+      if (o) for (let i = 0; i < 3; i++) head[i] += o[i] * this.emoLevels[e];
+    }
+    let leftover = null;
+    if (this.body) {
+      leftover = this.body.update(now, dt, {
+        speaking: this.speech > 0.1, thinking: sample.emotion === "thinking", still, extra: { head },
+      });
+      const active = this.body.active(now).join(",");
+      if (this.root.dataset.gesture !== active) this.root.dataset.gesture = active;
+      const gaze = `${this.body.gaze.yaw.toFixed(2)},${this.body.gaze.pitch.toFixed(2)}`;
+      if (this.root.dataset.gaze !== gaze) this.root.dataset.gaze = gaze;
+    }
+    // Breathing (~4 s), a slow head sway made of incommensurate sines, and a small nod that follows speech; a
+    // rig without head or neck bones shows its head gestures by moving the whole model.
+    const sway = still ? 0 : 1;
+    const [lx, ly, lz] = leftover || [0, 0, 0];
+    this.pivot.position.y = this.pivotRest.y + sway * 0.015 * r * Math.sin((2 * Math.PI * t) / 4.2);
+    this.pivot.rotation.y = sway * (0.022 * Math.sin(0.55 * t) + 0.008 * Math.sin(1.31 * t + 0.7)) + 0.5 * ly;
+    this.pivot.rotation.x = sway * (0.012 * Math.sin(0.43 * t + 1.1) + 0.02 * this.speech) + 0.5 * lx;
+    this.pivot.rotation.z = sway * 0.008 * Math.sin(0.37 * t + 2.3) + 0.5 * lz;
   }
 
   updateMouthBox() {

@@ -614,3 +614,15 @@ def page_log() -> Callable[[Any], PageLog]:
 @pytest.fixture
 def artifact() -> Callable[[str, bytes | np.ndarray], Path]:
     return save_artifact
+
+
+@pytest.fixture
+def grab() -> Callable[[Any], Capture]:
+    """``grab(root)``: the avatar canvas's last frame with its mouth box and state (see :func:`capture`)."""
+    return capture
+
+
+@pytest.fixture
+def pixel_diff() -> Callable[..., float]:
+    """``pixel_diff(a, b, max_shift=0)``: mean absolute RGB difference of two crops (see :func:`pixel_difference`)."""
+    return pixel_difference
