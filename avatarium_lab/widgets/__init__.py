@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from .gallery import AvatarGallery
     from .lipsync_inspector import LipSyncInspector
     from .panel_view import AvatarPane
+    from .upload import AvatarUpload
     from .voice_compare import VoiceCompare
 
-__all__ = ["ABCompare", "AvatarGallery", "AvatarPane", "AvatarView", "LatencyWaterfall", "LipSyncInspector", "ResultsExplorer",
-           "VoiceCompare"]
+__all__ = ["ABCompare", "AvatarGallery", "AvatarPane", "AvatarUpload", "AvatarView", "LatencyWaterfall",
+           "LipSyncInspector", "ResultsExplorer", "VoiceCompare"]
 
 
 def __getattr__(name: str) -> Any:
@@ -41,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from .gallery import AvatarGallery
 
         return AvatarGallery
+    if name == "AvatarUpload":
+        from .upload import AvatarUpload
+
+        return AvatarUpload
     if name in ("ABCompare", "LatencyWaterfall", "ResultsExplorer"):
         from . import experiments
 
