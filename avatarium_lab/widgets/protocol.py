@@ -98,10 +98,11 @@ def rig_payload(glb: bytes) -> dict[str, Any]:
     """What the front end needs to animate this model, from the same rig mapping as ``avatarium avatars check``.
 
     ``visemes`` / ``emotions`` / ``blinks``: our target -> ``[[mesh, morph, weight], ...]`` (glTF mesh index and
-    morph target index, so VRM expressions whose morphs have no names still work); ``bones``: bone role (VRM
+    morph target index, so VRM expressions whose morphs have no names still work; an emotion's drives carry a
+    fourth item, 1 when the shape moves the mouth, which the renderer eases off while the mouth speaks); ``bones``: bone role (VRM
     humanoid names) -> the node name three.js gives it; ``facing``: ``"-z"`` for VRM 0.x models, which face away
-    from the glTF front. The renderer prefers a model's own ``viseme_*`` / ARKit names and uses these drives for
-    what it lacks. Empty for data that does not pass the checker (the renderer then reports the load error).
+    from the glTF front. The renderer drives emotions only through this mapping (``rigmaps.yaml`` is the one
+    emotion table), and visemes and blinks by the model's own names where it has them. Empty for data that does not pass the checker (the renderer then reports the load error).
     """
     from ..avatar.check import AvatarCheckError, check_avatar
 
@@ -112,19 +113,31 @@ def rig_payload(glb: bytes) -> dict[str, Any]:
         return {}
     res = report.mapping
 
-    def drives(group: Any, only_available: bool) -> dict[str, list[list[float]]]:
-        return {name: [[d.mesh, d.index, round(d.weight, 4)] for t in r.terms for d in t.drives]
-                for name, r in group.items() if r.terms and (r.available or not only_available)}
+    def drives(group: Any, only_available: bool, flag_mouth: bool = False) -> dict[str, list[list[float]]]:
+        out = {}
+        for name, r in group.items():
+            if not r.terms or (only_available and not r.available):
+                continue
+            out[name] = [[d.mesh, d.index, round(d.weight, 4)] + ([int(_moves_mouth(t.shape))] if flag_mouth else [])
+                         for t in r.terms for d in t.drives]
+        return out
 
     return {
         "rig": report.rig,
         "format": report.format,
         "facing": "-z" if report.format == "vrm0" else "+z",
         "visemes": drives(res.visemes, only_available=False),  # approximations beat a still mouth
-        "emotions": drives(res.emotions, only_available=True),
+        "emotions": drives(res.emotions, only_available=True, flag_mouth=True),
         "blinks": drives(res.blinks, only_available=True),
         "bones": {role: ref.three_name for role, ref in res.bones.items()},
     }
+
+
+_MOUTH_PREFIXES = ("mouth", "jaw", "tongue", "v_", "vrm:")  # ARKit, CC (Mouth_*, V_*), VRM expressions
+
+
+def _moves_mouth(shape: str) -> bool:
+    return shape.lower().startswith(_MOUTH_PREFIXES)
 
 
 def bundle_path() -> Path:

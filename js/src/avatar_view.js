@@ -27,34 +27,19 @@ const EMOTION_HOLD = 1.2; // an emotion outlives the end of the turn's audio by 
 const EMOTION_TAU = 0.25;
 const APPLIED_THRESHOLD = 0.1; // a frame "applies" a viseme when some viseme weight exceeds this
 
-// Emotion name -> morph weights at intensity 1, blended on top of speech.
-// ARKit shapes an avatar lacks are simply not set (library avatars carry all of these; uploads may not).
-const EMOTIONS = {
-  neutral: {},
-  happy: { mouthSmileLeft: 0.7, mouthSmileRight: 0.7, browInnerUp: 0.1, cheekSquintLeft: 0.35, cheekSquintRight: 0.35,
-    eyeSquintLeft: 0.2, eyeSquintRight: 0.2 },
-  sad: { mouthFrownLeft: 0.6, mouthFrownRight: 0.6, browInnerUp: 0.7, eyeSquintLeft: 0.1, eyeSquintRight: 0.1,
-    mouthPressLeft: 0.2, mouthPressRight: 0.2 },
-  surprised: { browInnerUp: 0.9, browOuterUpLeft: 0.7, browOuterUpRight: 0.7, eyeWideLeft: 0.6, eyeWideRight: 0.6,
-    jawOpen: 0.2 },
-  thinking: { browDownLeft: 0.6, browInnerUp: 0.15, mouthFrownRight: 0.15, eyeSquintLeft: 0.25, mouthPucker: 0.15 },
-  angry: { browDownLeft: 0.7, browDownRight: 0.7, mouthFrownLeft: 0.3, mouthFrownRight: 0.3, noseSneerLeft: 0.4,
-    noseSneerRight: 0.4, mouthPressLeft: 0.3, mouthPressRight: 0.3 },
-  relaxed: { mouthSmileLeft: 0.3, mouthSmileRight: 0.3, eyeSquintLeft: 0.25, eyeSquintRight: 0.25 },
-};
 const EMOTION_ALIASES = {
   joy: "happy", smile: "happy", glad: "happy", sadness: "sad", surprise: "surprised", think: "thinking",
   curious: "thinking", anger: "angry", mad: "angry", calm: "relaxed", fun: "happy", sorrow: "sad",
 };
-const EMOTION_MORPHS = [...new Set(Object.values(EMOTIONS).flatMap((m) => Object.keys(m)))];
-// Mouth-shaping emotion morphs are damped while the mouth is busy speaking so the two never fight.
-const MOUTH_EMOTION_MORPHS = new Set(["mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight", "jawOpen"]);
+// Emotions, blended on top of speech. What each looks like on a model comes with it in the widget's `rig`
+// (protocol.rig_payload, from avatar/rigmaps.yaml: the one emotion table); mouth shapes give way to speech.
+const EMOTION_NAMES = ["happy", "sad", "angry", "surprised", "thinking", "relaxed"];
+const MOUTH_GIVE = 0.5; // an emotion's mouth shapes are scaled by 1 - MOUTH_GIVE * (how open the mouth speaks)
 // Emotions in the body too: head offsets (pivot-space Euler radians at intensity 1; see motion.js for the axes).
 const EMOTION_HEAD = {
   happy: [-0.03, 0, 0.02], sad: [0.09, 0, -0.02], angry: [0.05, 0, 0], surprised: [-0.06, 0, 0],
   thinking: [-0.02, 0.06, 0.08], relaxed: [0, 0, 0.03],
 };
-const EMOTION_NAMES = Object.keys(EMOTIONS).filter((e) => e !== "neutral");
 
 const smoothstep = (x) => (x <= 0 ? 0 : x >= 1 ? 1 : x * x * (3 - 2 * x));
 const perfNow = () => performance.now() / 1000;
@@ -525,7 +510,6 @@ class AvatarRenderer {
     this.emoLevels = Object.fromEntries(EMOTION_NAMES.map((e) => [e, 0]));
     this.still = false;
     this.visWeights = Object.fromEntries(SPOKEN.map((v) => [v, 0]));
-    this.emoWeights = Object.fromEntries(EMOTION_MORPHS.map((m) => [m, 0]));
     this.applied = 0;
     this.lastFrame = perfNow();
     this.clockStart = perfNow();
@@ -737,8 +721,7 @@ class AvatarRenderer {
     for (const v of SPOKEN) {
       if (!has(`viseme_${v}`)) this.visemeDrives[v] = rig.visemes?.[`viseme_${v}`] || null;
     }
-    this.emotionsByName = EMOTION_MORPHS.some(has);
-    this.emotionDrives = this.emotionsByName ? {} : rig.emotions || {};
+    this.emotionDrives = rig.emotions || {};
     this.blinksByName = has("eyeBlinkLeft") || has("eyeBlinkRight");
     const blinks = rig.blinks || {};
     this.blinkDrives = this.blinksByName ? null
@@ -915,15 +898,9 @@ class AvatarRenderer {
   }
 
   updateEmotion(sample, dt) {
-    const preset = EMOTIONS[sample.emotion] || EMOTIONS.neutral;
     const intensity = Math.max(0, Math.min(1, sample.emotionIntensity ?? 1));
     const k = sample.held ? 1 : 1 - Math.exp(-dt / (sample.stopping ? 0.1 : EMOTION_TAU)); // a held pose: at once
-    for (const m of EMOTION_MORPHS) {
-      let target = (preset[m] || 0) * intensity;
-      if (MOUTH_EMOTION_MORPHS.has(m)) target *= 1 - 0.5 * (this.peak || 0);
-      this.emoWeights[m] += (target - this.emoWeights[m]) * k;
-    }
-    // Per-emotion levels: for rigs whose emotions are their own expressions (VRM), and for the head's attitude.
+    // One level per emotion, eased: it scales the emotion's shapes (from the rig) and the head's attitude.
     for (const e of EMOTION_NAMES) {
       const target = e === sample.emotion ? intensity : 0;
       this.emoLevels[e] += (target - this.emoLevels[e]) * k;
@@ -965,11 +942,12 @@ class AvatarRenderer {
   }
 
   /** Rig drives: [[glTF mesh index, morph index, weight], ...] (VRM expressions, ARKit-only, CC mappings). */
-  addDrives(drives, weight) {
+  addDrives(drives, weight, mouthScale = 1) {
     if (!(weight > 0) || !drives) return;
-    for (const [meshIndex, index, w] of drives) {
+    for (const [meshIndex, index, w, mouth] of drives) {
+      const scale = mouth ? mouthScale : 1;
       for (const mesh of this.meshesByIndex.get(meshIndex) || []) {
-        if (index < mesh.morphTargetInfluences.length) this.addMorph(mesh, index, w * weight);
+        if (index < mesh.morphTargetInfluences.length) this.addMorph(mesh, index, w * weight * scale);
       }
     }
   }
@@ -982,11 +960,8 @@ class AvatarRenderer {
       if (drives) this.addDrives(drives, this.visWeights[v]);
       else this.addByName(`viseme_${v}`, this.visWeights[v]);
     }
-    if (this.emotionsByName) for (const m of EMOTION_MORPHS) this.addByName(m, this.emoWeights[m]);
-    else {
-      const damp = 1 - 0.4 * (this.peak || 0); // expressions often move the mouth: give way to speech
-      for (const e of EMOTION_NAMES) this.addDrives(this.emotionDrives?.[e], this.emoLevels[e] * damp);
-    }
+    const give = 1 - MOUTH_GIVE * (this.peak || 0);
+    for (const e of EMOTION_NAMES) this.addDrives(this.emotionDrives?.[e], this.emoLevels[e], give);
     if (this.blinksByName) {
       this.addByName("eyeBlinkLeft", this.blink);
       this.addByName("eyeBlinkRight", this.blink);

@@ -47,7 +47,7 @@ function gesturePose(name, t, k, canWave) {
       break;
     }
     case "head_shake": {
-      const a = 0.16 * Math.sin((2 * Math.PI * t) / 0.5) * envelope(t, 1.0, 0.12, 0.35);
+      const a = 0.22 * Math.sin((2 * Math.PI * t) / 0.5) * envelope(t, 1.0, 0.12, 0.35);
       add("neck", 0, 0.3 * a, 0);
       add("head", 0, a, 0);
       break;

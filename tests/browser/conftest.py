@@ -626,3 +626,9 @@ def grab() -> Callable[[Any], Capture]:
 def pixel_diff() -> Callable[..., float]:
     """``pixel_diff(a, b, max_shift=0)``: mean absolute RGB difference of two crops (see :func:`pixel_difference`)."""
     return pixel_difference
+
+
+@pytest.fixture
+def png_pixels() -> Callable[..., np.ndarray]:
+    """``png_pixels(png, background)``: RGB pixels of a canvas PNG composited over its CSS background."""
+    return decode_png
