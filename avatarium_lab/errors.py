@@ -155,3 +155,58 @@ class ProtocolError(AvatariumError):
 
 class TurnCancelled(AvatariumError):
     code = "cancelled"
+
+
+class NotFound(AvatariumError):
+    """A stored object (tenant, conversation, upload) does not exist -- or belongs to another tenant, which looks
+    exactly the same from outside."""
+
+    code = "not_found"
+
+
+class ConversationNotFound(NotFound):
+    code = "not_found"
+
+
+class UploadNotFound(NotFound):
+    code = "not_found"
+
+
+class ConversationExpired(AvatariumError):
+    """The conversation was idle longer than the idle timeout (30 minutes by default); start a new one."""
+
+    code = "conversation_expired"
+
+
+class AuthError(AvatariumError):
+    """An API key is missing, malformed, unknown, revoked, or lacks the scope the request needs."""
+
+    code = "unauthorized"
+
+
+class AlreadyExists(AvatariumError):
+    """A uniquely named object (a tenant) exists already."""
+
+    code = "already_exists"
+
+
+class SpeechToTextError(AvatariumError):
+    """A speech-to-text engine failed or cannot run (``avatarium_lab.stt``); ``engine`` names it.
+
+    Codes: ``stt_error`` (the engine failed), ``stt_model_missing`` (weights not installed or not the pinned
+    files), ``invalid_audio``, ``audio_too_long``, ``unsupported_language``. Cloud engines raise the
+    ``ProviderError`` family instead, as cloud voices do.
+    """
+
+    code = "stt_error"
+
+    def __init__(self, message: str, *, engine: str = "", code: str | None = None,
+                 retryable: bool | None = None) -> None:
+        super().__init__(message, code=code, retryable=retryable)
+        self.engine = engine
+
+
+class UnknownSpeechToText(ConfigError):
+    """``make_stt`` got a name it does not know."""
+
+    code = "unknown_stt"

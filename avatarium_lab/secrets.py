@@ -28,8 +28,9 @@ VENDOR_ENV: dict[str, tuple[str, ...]] = {
 _KNOWN: set[str] = set()
 _KNOWN_LOCK = threading.Lock()
 # Shapes of vendor keys, so a key that never went through Secret (pasted into a message, echoed by a server)
-# is still hidden: sk-..., sk-ant-..., xai-..., Google's AIza...
-_KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{16,}|xai-[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,})")
+# is still hidden: sk-..., sk-ant-..., xai-..., Google's AIza..., the gateway's avk_...
+_KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{16,}|xai-[A-Za-z0-9_\-]{16,}|AIza[0-9A-Za-z_\-]{30,}"
+                         r"|avk_[A-Za-z0-9_\-]{20,})")  # the last: the gateway's own API keys
 REDACTED = "[redacted]"
 
 
