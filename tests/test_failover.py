@@ -180,3 +180,39 @@ async def test_closing_the_chain_closes_the_member_stream() -> None:
             break
     await agen.aclose()
     assert p.closed == 1
+
+
+class QueuedProvider(ScriptedProvider):
+    """A local model that serves one request at a time: ``Queued``, a wait behind others, ``Started``, the reply."""
+
+    queue_wait: float = 0.0
+
+    async def stream(self, messages, params, *, continue_from: str = ""):
+        from avatarium_lab.providers import Queued, Started
+
+        yield Queued()
+        await asyncio.sleep(self.queue_wait)
+        yield Started()
+        async for item in super().stream(messages, params, continue_from=continue_from):
+            yield item
+
+
+@pytest.mark.asyncio
+async def test_waiting_in_a_local_models_queue_is_not_a_first_token_timeout() -> None:
+    local = QueuedProvider(name="local")
+    local.queue_wait = 0.5  # longer than first_token, shorter than queue
+    c = chain(local, timeouts=ProviderTimeouts(first_token=0.2, idle=0.2, queue=2.0), max_retries=0)
+    text, items = await asyncio.wait_for(run(c), timeout=10)
+    assert text == DEFAULT_SCRIPT and kinds(items) == ["local:ok"]
+
+
+@pytest.mark.asyncio
+async def test_a_queue_wait_beyond_its_limit_fails_over() -> None:
+    local = QueuedProvider(name="local")
+    local.queue_wait = 1.0
+    c = chain(local, ScriptedProvider(name="b"), timeouts=ProviderTimeouts(first_token=0.2, idle=0.2, queue=0.3),
+              max_retries=0)
+    text, items = await asyncio.wait_for(run(c), timeout=10)
+    assert text == DEFAULT_SCRIPT
+    failed = next(i for i in items if isinstance(i, AttemptReport) and i.outcome == "failed")
+    assert failed.code == "provider_timeout" and "queue" in failed.message

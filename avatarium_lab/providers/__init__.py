@@ -43,6 +43,8 @@ class ProviderTimeouts:
     connect: float = 5.0
     first_token: float = 15.0
     idle: float = 10.0
+    queue: float = 120.0
+    """A local model's queue: the longest wait between ``Queued`` and ``Started``."""
 
 
 CONTINUE_INSTRUCTION = (
@@ -110,7 +112,18 @@ class SwitchReport:
     committed_chars: int
 
 
-StreamItem = Delta | UsageReport | AttemptReport | SwitchReport
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The request waits for a local model that serves one request at a time (other conversations go first).
+    A failover chain then waits up to ``timeouts.queue`` for ``Started``: queueing is not the model failing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The provider began working on the request: the first-token timeout counts from here."""
+
+
+StreamItem = Delta | UsageReport | AttemptReport | SwitchReport | Queued | Started
 
 
 @runtime_checkable

@@ -36,7 +36,7 @@ class ProviderContext:
 
 def _timeouts(cfg: ProviderConfig) -> ProviderTimeouts:
     t = cfg.timeouts
-    return ProviderTimeouts(connect=t.connect, first_token=t.first_token, idle=t.idle)
+    return ProviderTimeouts(connect=t.connect, first_token=t.first_token, idle=t.idle, queue=t.queue)
 
 
 def key_for(vendor: str, cfg: ProviderConfig, context: ProviderContext) -> Secret | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..config import ProviderConfig
 from ..errors import ModelNotFound, ProviderError
-from . import ChatMessage, Delta, GenerationParams, StreamItem, UsageReport, register_adapter
+from . import ChatMessage, Delta, GenerationParams, Queued, Started, StreamItem, UsageReport, register_adapter
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +302,7 @@ class EmbeddedProvider:
             try:
                 if req.cancel.is_set():
                     return
+                put(Started())  # out of the queue: the first-token timeout counts from here
                 for item in self.loaded.generate(req):
                     put(item)
                     if req.cancel.is_set():
@@ -313,6 +314,7 @@ class EmbeddedProvider:
 
         model = await asyncio.to_thread(lambda: self.loaded)
         model.executor.submit(work)
+        yield Queued()  # until work() starts, this request waits behind other conversations
         try:
             while True:
                 item = await queue.get()

@@ -31,6 +31,8 @@ from . import (
     Delta,
     GenerationParams,
     ProviderTimeouts,
+    Queued,
+    Started,
     StreamItem,
     SwitchReport,
     UsageReport,
@@ -249,9 +251,11 @@ class FailoverChain:
         agen = member.provider.stream(messages, params, continue_from=committed)
         trimmer = _OverlapTrimmer(committed)
         got_text = False
+        queued = False
         try:
             while True:
-                limit = member.timeouts.idle if got_text else member.timeouts.first_token
+                limit = (member.timeouts.queue if queued else member.timeouts.idle if got_text
+                         else member.timeouts.first_token)
                 try:
                     # asyncio.timeout, not wait_for: no extra task per chunk on the hot path
                     async with asyncio.timeout(limit):
@@ -259,9 +263,13 @@ class FailoverChain:
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
-                    what = "an idle gap between chunks" if got_text else "the first token"
+                    what = ("its turn in the local model's queue" if queued else "an idle gap between chunks"
+                            if got_text else "the first token")
                     raise ProviderTimeout(f"{member.name}: no {what} within {limit:g} s",
                                           provider=member.name) from None
+                if isinstance(item, Queued | Started):
+                    queued = isinstance(item, Queued)  # queueing is not failing; the first-token clock starts now
+                    continue
                 if isinstance(item, Delta):
                     got_text = True
                     text = trimmer.feed(item.text)
