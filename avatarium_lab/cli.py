@@ -235,6 +235,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .gateway.security import InsecureBind
+    from .gateway.server import serve
+
+    try:
+        serve(args.config, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, db=args.db,
+              forwarded_allow_ips=args.forwarded_allow_ips)
+    except InsecureBind as exc:
+        print(f"avatarium serve: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avatarium", description="avatarium-lab: talking 3D avatar workbench")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -293,6 +308,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--address", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=5006)
     demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve the gateway: authenticated HTTP + WebSocket API (docs/protocol.md)")
+    serve.add_argument("config", nargs="*", help="configuration YAML files (default: the default configuration)")
+    serve.add_argument("--host", default="127.0.0.1", help="off loopback, --certfile/--keyfile are required")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--certfile")
+    serve.add_argument("--keyfile")
+    serve.add_argument("--db", help="SQLAlchemy database URL (default: AVATARIUM_DB_URL or a local SQLite file)")
+    serve.add_argument("--forwarded-allow-ips", help="behind a TLS-terminating load balancer: its addresses")
+    serve.set_defaults(func=cmd_serve)
+
+    try:
+        from .conversation.cli import add_keys_parser
+    except ImportError:  # pragma: no cover - the package is part of the install
+        pass
+    else:
+        add_keys_parser(sub)
     return parser
 
 

@@ -27,6 +27,8 @@ class TimeoutsConfig(_Strict):
     connect: float = Field(default=5.0, gt=0)
     first_token: float = Field(default=15.0, gt=0)
     idle: float = Field(default=10.0, gt=0)
+    queue: float = Field(default=120.0, gt=0, description="a local model serving one request at a time: the longest "
+                         "wait in its queue behind other conversations before the first-token clock starts")
 
 
 class ProviderConfig(_Strict):
@@ -122,6 +124,25 @@ class SplitterConfig(_Strict):
 
 class LimitsConfig(_Strict):
     max_message_chars: int = Field(default=2000, gt=0)
+    max_frame_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="gateway: largest WebSocket frame "
+                                 "or HTTP body accepted (an audio message's base64 WAV included)")
+    max_audio_seconds: float = Field(default=30.0, gt=0, description="gateway: longest spoken message")
+    messages_per_minute: int = Field(default=60, ge=1, description="gateway: user messages per minute per API key")
+    max_conversations: int = Field(default=20, ge=1, description="gateway: concurrent open conversations per tenant")
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024, description="gateway: largest avatar upload")
+
+
+class ServerConfig(_Strict):
+    """How ``avatarium serve`` keeps conversations (the pipeline parts are the rest of the configuration)."""
+
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; null: env AVATARIUM_DB_URL, else "
+                                     "a SQLite file under ~/.local/share/avatarium-lab")
+    idle_timeout: float = Field(default=1800.0, gt=0, description="seconds without a message before a "
+                                "conversation expires")
+    retention: Literal["keep", "delete"] = Field(default="keep", description="an expired conversation's messages "
+                                                  "and events: kept read-only, or deleted")
+    stt: str = Field(default="whisper-tiny", description="speech-to-text for audio messages: whisper-tiny "
+                     "(offline), pocketsphinx (offline floor) or openai:<model>")
 
 
 class Config(_Strict):
@@ -139,6 +160,7 @@ class Config(_Strict):
     lipsync: LipSyncConfig = LipSyncConfig()
     splitter: SplitterConfig = SplitterConfig()
     limits: LimitsConfig = LimitsConfig()
+    server: ServerConfig = ServerConfig()
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

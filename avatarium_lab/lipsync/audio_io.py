@@ -13,6 +13,7 @@ fields were never filled in) is read as far as it goes, with a logged warning: t
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -33,8 +34,17 @@ SUPPORTED_FORMATS = ("integer PCM (8, 16, 24, 32, 64 bit)", "IEEE float (32, 64 
 _RIFF_MAGIC = (b"RIFF", b"RIFX", b"RF64")
 
 
-def _check_container(path: Path) -> None:
+def _check_container(path: Path, data: bytes | None = None) -> None:
     """Fail early, with a clear message, on files that are missing, empty or not RIFF/WAVE at all."""
+    if data is not None:
+        head = data[:12]
+        if not head:
+            raise LipSyncError("audio is empty (0 bytes)")
+        if head[:4] not in _RIFF_MAGIC:
+            raise LipSyncError(f"not a WAV file (no RIFF header; starts with {head[:4]!r})")
+        if len(head) < 12 or head[8:12] != b"WAVE":
+            raise LipSyncError("not a WAV file: a truncated or non-WAVE RIFF header")
+        return
     if not path.exists():
         raise LipSyncError(f"audio file not found: {path}")
     if path.is_dir():
@@ -71,20 +81,22 @@ def _to_float(data: np.ndarray, path: Path) -> np.ndarray:
     raise LipSyncError(f"unsupported WAV sample type {data.dtype} in {path}; supported: {', '.join(SUPPORTED_FORMATS)}")
 
 
-def load_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
-    """``(samples, sample_rate)`` of a WAV file: float32 mono (channels averaged), seconds = len / rate.
+def load_wav(path: str | os.PathLike[str] | bytes | bytearray | memoryview) -> tuple[np.ndarray, int]:
+    """``(samples, sample_rate)`` of a WAV file (a path, or the file's bytes): float32 mono (channels averaged),
+    seconds = len / rate.
 
     Raises :class:`LipSyncError` for a missing, empty, non-WAV or broken file, an unsupported encoding
     (A-law, mu-law, ADPCM, ...), an implausible sample rate or a file without a single sample.
     """
-    path = Path(path)
-    _check_container(path)
+    raw = bytes(path) if isinstance(path, bytes | bytearray | memoryview) else None
+    path = Path("<audio bytes>") if raw is not None else Path(path)
+    _check_container(path, raw)
     from scipy.io import wavfile
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", wavfile.WavFileWarning)
-            sample_rate, data = wavfile.read(path, mmap=False)
+            sample_rate, data = wavfile.read(io.BytesIO(raw) if raw is not None else path, mmap=False)
     except ValueError as exc:
         message = str(exc)
         if "Unknown wave file format" in message or "Unsupported bit depth" in message:
