@@ -373,10 +373,8 @@ async def test_whisper_transcribes_human_speech(whisper: WhisperTinySTT) -> None
 
 @pytest.mark.asyncio
 async def test_whisper_answers_silence_and_noise_with_nothing(whisper: WhisperTinySTT) -> None:
-    t0 = time.perf_counter()
     silent = await whisper.transcribe(np.zeros(3 * 16000, np.float32), 16000)
-    assert silent.text == "" and silent.duration == 3.0
-    assert time.perf_counter() - t0 < 0.2  # answered without decoding
+    assert silent.text == "" and silent.duration == 3.0 and silent.words == ()  # answered without decoding
     hum = np.full(2 * 44100, 0.0004, np.float32) + 0.0002 * np.sin(np.arange(2 * 44100) / 44100 * 2 * np.pi * 50)
     assert (await whisper.transcribe(hum.astype(np.float32), 44100)).text == ""
     noise = (np.random.default_rng(7).standard_normal(3 * 16000) * 0.01).astype(np.float32)  # -40 dBFS
@@ -421,7 +419,7 @@ async def test_pocketsphinx_returns_a_timed_transcript(sphinx: PocketsphinxSTT) 
     assert all(0.0 <= w.start < w.end <= t.duration + 0.02 for w in t.words)
     assert all("(" not in w.word and not w.word.startswith(("<", "[")) for w in t.words)
     silent = await sphinx.transcribe(np.zeros(16000, np.float32), 16000)
-    assert silent.text == "" and silent.elapsed < 0.2
+    assert silent.text == "" and silent.words == ()
     await sphinx.transcribe(*espeak_speech("Hello there, how are you today?", "en-us+f3"))
     again = await sphinx.transcribe(*espeak_speech(SENTENCES))
     assert again.text == t.text  # what it heard before does not change what it hears now

@@ -78,6 +78,35 @@ def _scrub(text: str) -> str:
     return _MASKED_KEY.sub(REDACTED, redact(text))
 
 
+def map_status(exc: openai.APIStatusError, name: str, *, model: str | None = None,
+               bad_request: tuple[int, ...] = (400, 404, 422)) -> ProviderError:
+    """The typed error for an HTTP error status from an OpenAI SDK call (chat, speech and transcription share it).
+
+    ``name`` prefixes the message (``openai:gpt-4o-mini``); ``model`` is named in a rejected request's message;
+    ``bad_request`` lists the statuses that mean "this request can never succeed" (not retryable).
+    """
+    status = exc.status_code
+    request_id = f" [request {exc.request_id}]" if exc.request_id else ""
+    # The SDK words it "Error code: 429 - <the server's message>"; the status is in our own prefix.
+    detail = _scrub(re.sub(r"^Error code: \d+( - )?", "", exc.message)) or "(no message)"
+    if status in (401, 403):
+        return ProviderAuthError(f"{name}: HTTP {status}: the API key was rejected or lacks access: {detail}"
+                                 f"{request_id}", provider=name, status=status)
+    if status in bad_request:
+        which = f" (model {model!r})" if model else ""
+        return ProviderBadRequest(f"{name}: HTTP {status}: the request was rejected{which}: {detail}{request_id}",
+                                  provider=name, status=status)
+    if status == 429:
+        retry_after = _retry_after(exc.response.headers, exc.message)
+        wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
+        return RateLimited(f"{name}: HTTP 429: rate limited{wait}: {detail}{request_id}",
+                           retry_after=retry_after, provider=name, status=status)
+    if status >= 500:
+        return ProviderUnavailable(f"{name}: HTTP {status}: the server failed or is overloaded: {detail}"
+                                   f"{request_id}", provider=name, status=status)
+    return ProviderError(f"{name}: HTTP {status}: {detail}{request_id}", provider=name, status=status)
+
+
 def _retry_after(headers: Mapping[str, str] | None, message: str) -> float | None:
     """Seconds to wait, from ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date) or the message text."""
     if headers is not None:
@@ -327,26 +356,7 @@ class OpenAIChatProvider:
                              provider=name)
 
     def _map_status(self, exc: openai.APIStatusError) -> ProviderError:
-        status = exc.status_code
-        name = self.name
-        request_id = f" [request {exc.request_id}]" if exc.request_id else ""
-        # The SDK words it "Error code: 429 - <the server's message>"; the status is in our own prefix.
-        detail = _scrub(re.sub(r"^Error code: \d+( - )?", "", exc.message)) or "(no message)"
-        if status in (401, 403):
-            return ProviderAuthError(f"{name}: HTTP {status}: the API key was rejected or lacks access: {detail}"
-                                     f"{request_id}", provider=name, status=status)
-        if status in (400, 404, 422):
-            return ProviderBadRequest(f"{name}: HTTP {status}: the request was rejected: {detail}{request_id}",
-                                      provider=name, status=status)
-        if status == 429:
-            retry_after = _retry_after(exc.response.headers, exc.message)
-            wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
-            return RateLimited(f"{name}: HTTP 429: rate limited{wait}: {detail}{request_id}",
-                               retry_after=retry_after, provider=name, status=status)
-        if status >= 500:
-            return ProviderUnavailable(f"{name}: HTTP {status}: the server failed or is overloaded: {detail}"
-                                       f"{request_id}", provider=name, status=status)
-        return ProviderError(f"{name}: HTTP {status}: {detail}{request_id}", provider=name, status=status)
+        return map_status(exc, self.name)
 
     def _map_in_stream(self, exc: openai.APIError, where: str) -> ProviderError:
         name = self.name

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -34,11 +33,10 @@ from ..errors import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
-    RateLimited,
 )
 from ..providers import ProviderTimeouts
 from ..providers.loops import LoopClients
-from ..providers.openai_chat import _cause_chain, _env_header_names, _retry_after, _scrub
+from ..providers.openai_chat import _cause_chain, _env_header_names, map_status
 from ..secrets import Secret, redact
 from . import SpeechChunk, register_engine
 
@@ -224,26 +222,7 @@ class OpenAIVoice:
                              provider=name)
 
     def _map_status(self, exc: openai.APIStatusError) -> ProviderError:
-        status = exc.status_code
-        name = self.id
-        request_id = f" [request {exc.request_id}]" if exc.request_id else ""
-        detail = _scrub(re.sub(r"^Error code: \d+( - )?", "", exc.message)) or "(no message)"
-        if status in (401, 403):
-            return ProviderAuthError(f"{name}: HTTP {status}: the API key was rejected or lacks access: {detail}"
-                                     f"{request_id}", provider=name, status=status)
-        if status in (400, 404, 422):
-            return ProviderBadRequest(f"{name}: HTTP {status}: the request was rejected (model {self.model!r}): "
-                                      f"{detail}{request_id}", provider=name, status=status)
-        if status == 429:
-            retry_after = _retry_after(exc.response.headers, exc.message)
-            wait = f" (retry after {retry_after:g}s)" if retry_after is not None else ""
-            return RateLimited(f"{name}: HTTP 429: rate limited{wait}: {detail}{request_id}",
-                               retry_after=retry_after, provider=name, status=status)
-        if status >= 500:
-            return ProviderUnavailable(f"{name}: HTTP {status}: the server failed or is overloaded: {detail}"
-                                       f"{request_id}", provider=name, status=status)
-        return ProviderError(f"{name}: HTTP {status}: {detail}{request_id}", provider=name, status=status)
-
+        return map_status(exc, self.id, model=self.model, bad_request=(400, 404, 422))
 
 async def _close_openai(client: openai.AsyncOpenAI) -> None:
     await client.close()
