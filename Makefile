@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 BUNDLE := avatarium_lab/widgets/static/avatar_view.js
+LIVE_BUNDLE := avatarium_lab/widgets/static/live_app.js
 JS_SRC := $(wildcard js/src/*.js) js/package.json js/package-lock.json
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama-cpp-python compiles from source (~11 min on 2 cores) the first time; pip keeps the built wheel in its
@@ -16,16 +17,16 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 .PHONY: demo test install install-test js system-deps lint bench bench-lipsync bench-experiments train-aligner \
         live-providers clean
 
-demo: install $(BUNDLE)
+demo: install $(BUNDLE) $(LIVE_BUNDLE)
 	$(VENV)/bin/avatarium demo $(if $(CONFIG),--config $(CONFIG))
 
-test: install-test $(BUNDLE) system-deps
-	$(VENV)/bin/ruff check avatarium_lab tests benchmarks
+test: install-test $(BUNDLE) $(LIVE_BUNDLE) system-deps
+	$(VENV)/bin/ruff check avatarium_lab tests benchmarks examples
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.stamp-install
 install-test: $(VENV)/.stamp-test
-js: $(BUNDLE)
+js: $(BUNDLE) $(LIVE_BUNDLE)
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
@@ -41,7 +42,7 @@ $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-install
 	@touch $@
 
 # The front-end: three.js + GLTFLoader + our module, bundled by esbuild into one ES module from the lock file.
-$(BUNDLE): $(JS_SRC)
+$(BUNDLE) $(LIVE_BUNDLE) &: $(JS_SRC)
 	cd js && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 # Debian packages the tests need: headless Chromium for the browser tests (Playwright drives the system browser;
@@ -52,7 +53,7 @@ system-deps:
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 lint: install-test
-	$(VENV)/bin/ruff check avatarium_lab tests benchmarks
+	$(VENV)/bin/ruff check avatarium_lab tests benchmarks examples
 
 # Optional: one short turn against each real vendor API whose key is set (skipped otherwise; never in CI).
 live-providers: install-test
@@ -75,4 +76,4 @@ train-aligner: install system-deps
 	$(PY) experiments/aligner/train.py
 
 clean:
-	rm -rf $(VENV) js/node_modules $(BUNDLE) test-artifacts .pytest_cache
+	rm -rf $(VENV) js/node_modules $(BUNDLE) $(LIVE_BUNDLE) test-artifacts .pytest_cache

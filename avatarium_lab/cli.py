@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import wave
 from collections.abc import Sequence
@@ -14,8 +13,6 @@ from pathlib import Path
 
 from .errors import AvatariumError
 from .secrets import install_log_redaction, redact
-
-APP_DIR = Path(__file__).resolve().parent / "app"
 
 
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep --help fast
@@ -220,19 +217,24 @@ def cmd_avatars(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
-    if args.config:
-        env["AVATARIUM_CONFIG"] = str(Path(args.config).resolve())
-    url = f"http://{args.address}:{args.port}/app"
-    print(f"Avatarium demo: {url}  (Ctrl+C to stop)", flush=True)
-    cmd = [sys.executable, "-m", "panel", "serve", str(APP_DIR), "--address", args.address, "--port",
-           str(args.port), "--allow-websocket-origin", f"{args.address}:{args.port}", "--num-procs", "1"]
-    if args.address == "127.0.0.1":
-        cmd += ["--allow-websocket-origin", f"localhost:{args.port}"]
+    """The live page and the gateway on the embedded defaults, with a fresh demo key printed once."""
+    from .gateway.security import InsecureBind
+    from .gateway.server import serve
+
+    db = args.db or os.environ.get("AVATARIUM_DB_URL")
+    if db is None:
+        path = Path.home() / ".local" / "share" / "avatarium-lab" / "demo.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = f"sqlite:///{path}"
     try:
-        return subprocess.call(cmd, env=env)
+        serve([args.config] if args.config else None, host=args.address, port=args.port, db=db, ui=True,
+              demo_key=True)
+    except InsecureBind as exc:
+        print(f"avatarium demo: {exc.message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 0
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -241,7 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         serve(args.config, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, db=args.db,
-              forwarded_allow_ips=args.forwarded_allow_ips)
+              forwarded_allow_ips=args.forwarded_allow_ips, ui=args.ui)
     except InsecureBind as exc:
         print(f"avatarium serve: {exc.message}", file=sys.stderr)
         return 2
@@ -303,10 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     avatars.add_argument("--json", action="store_true")
     avatars.set_defaults(func=cmd_avatars)
 
-    demo = sub.add_parser("demo", help="serve the Panel demo page")
+    demo = sub.add_parser("demo", help="serve the live page and the gateway on the embedded defaults, with a demo key")
     demo.add_argument("--config", type=Path, default=None)
     demo.add_argument("--address", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=5006)
+    demo.add_argument("--db", help="database URL (default: ~/.local/share/avatarium-lab/demo.db)")
     demo.set_defaults(func=cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the gateway: authenticated HTTP + WebSocket API (docs/protocol.md)")
@@ -317,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keyfile")
     serve.add_argument("--db", help="SQLAlchemy database URL (default: AVATARIUM_DB_URL or a local SQLite file)")
     serve.add_argument("--forwarded-allow-ips", help="behind a TLS-terminating load balancer: its addresses")
+    serve.add_argument("--ui", action="store_true", help="also serve the live chat page at /app (same API)")
     serve.set_defaults(func=cmd_serve)
 
     try:

@@ -25,6 +25,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field
@@ -215,6 +216,12 @@ def create_app(configs: Config | list[Config], store: Any, *, pipelines: dict[st
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+                             for e in exc.errors()[:5])
+        return JSONResponse({"error": {"code": "invalid_request", "message": problems or "invalid request"}}, 422)
 
     @app.exception_handler(AvatariumError)
     async def avatarium_error(request: Request, exc: AvatariumError) -> JSONResponse:
@@ -410,6 +417,7 @@ class _Turns:
     def __init__(self, gw: Gateway, tenant: Any, conv: Any, pipeline: Any,
                  send: Callable[[dict[str, Any]], Any] | None, history: list[Any] | None = None) -> None:
         self.gw, self.tenant, self.conv, self.pipeline, self.send = gw, tenant, conv, pipeline, send
+        self.turn_id: str | None = None  # the turn being streamed, for the cancelled frame
         # The conversation's messages as this session knows them, so a turn needs one database write (the user's
         # message) before it starts; reloaded whenever the store's numbering shows someone else added messages.
         self.context: list[dict[str, str]] | None = (
@@ -437,6 +445,7 @@ class _Turns:
         try:
             async for ev in self.pipeline.turn(text, conversation=conversation):
                 events.append(ev)
+                self.turn_id = ev.turn_id
                 if isinstance(ev, TextDelta):
                     reply.append(ev.text)
                 if self.send is not None:
@@ -547,7 +556,7 @@ async def _socket(gw: Gateway, ws: WebSocket, conversation_id: str) -> None:
                 turn_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await turn_task
-                await send({"type": "turn_ended", "reason": "cancelled"})
+                await send({"type": "turn_ended", "turn_id": session.turn_id, "reason": "cancelled"})
             turn_task = None
 
         async def start_turn(text: str, received: float, message_id: str | None) -> None:
@@ -597,15 +606,16 @@ async def _socket(gw: Gateway, ws: WebSocket, conversation_id: str) -> None:
                 if retry is not None:
                     gw.metrics.rate_limited.inc()
                     await send(error_frame("rate_limited", f"more than {gw.limits.messages_per_minute} messages a "
-                                           "minute", retry_after=round(retry, 3)))
+                                           "minute", retry_after=round(retry, 3), id=frame.id))
                     continue
                 try:
                     if isinstance(frame, AudioFrame):
                         text = await _transcribe(gw, frame, send)
+                        received = time.perf_counter()  # the turn starts with the transcript (its time is in it)
                     else:
                         text = pipeline.validate_message(frame.text)
                 except AvatariumError as exc:
-                    await send(error_frame(exc.code, exc.message))
+                    await send(error_frame(exc.code, exc.message, id=frame.id))
                     continue
                 if text:
                     await start_turn(text, received, frame.id)

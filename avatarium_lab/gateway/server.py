@@ -22,8 +22,13 @@ def database_url(config: Config, override: str | None = None) -> str | None:
 
 def serve(config_paths: list[str | Path] | None = None, *, host: str = "127.0.0.1", port: int = 8000,
           certfile: str | None = None, keyfile: str | None = None, db: str | None = None,
-          forwarded_allow_ips: str | None = None, log_level: str = "info") -> None:
-    """Run the gateway until interrupted. The first configuration is the default for new conversations."""
+          forwarded_allow_ips: str | None = None, log_level: str = "info", ui: bool = False,
+          demo_key: bool = False) -> None:
+    """Run the gateway until interrupted. The first configuration is the default for new conversations.
+
+    ``ui``: also serve the live chat page at ``/app`` (same server, same API). ``demo_key``: create an API key for
+    the ``demo`` tenant and print it once (``avatarium demo``).
+    """
     import uvicorn
 
     from ..conversation import Store
@@ -33,10 +38,21 @@ def serve(config_paths: list[str | Path] | None = None, *, host: str = "127.0.0.
     configs = [Config.load(p) for p in config_paths] if config_paths else [Config.default()]
     first = configs[0]
     store = Store(database_url(first, db), idle_timeout=first.server.idle_timeout, retention=first.server.retention)
-    app = create_app(configs, store)
+    if ui:
+        from ..app.live import create_server
+
+        app = create_server(configs, store)
+    else:
+        app = create_app(configs, store)
     scheme = "https" if certfile else "http"
-    logger.info("avatarium gateway on %s://%s:%d (configurations: %s)", scheme, host, port,
-                ", ".join(c.name for c in configs))
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    url = f"{scheme}://{shown}:{port}" + ("/app" if ui else "")
+    if demo_key:
+        tenant = store.get_tenant("demo") or store.create_tenant("demo")
+        key = store.create_key(tenant.id, label="avatarium demo")
+        print(f"API key for this demo (shown once; paste it into the page): {key.secret}", flush=True)
+    print(f"avatarium: serving {url}  (API under {scheme}://{shown}:{port}/v1, Ctrl+C to stop)", flush=True)
+    logger.info("avatarium gateway on %s (configurations: %s)", url, ", ".join(c.name for c in configs))
     uvicorn.run(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile, log_level=log_level,
                 ws_max_size=first.limits.max_frame_bytes + 1024, proxy_headers=bool(forwarded_allow_ips),
                 forwarded_allow_ips=forwarded_allow_ips, workers=1)

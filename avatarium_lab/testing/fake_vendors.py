@@ -132,20 +132,27 @@ def continuation_of(script: str, partial: str) -> str | None:
 
 
 class FakeServer:
-    """Run an ASGI app on 127.0.0.1 (ephemeral port) in a background thread: ``with FakeServer(app) as s: s.url``."""
+    """Run an ASGI app on 127.0.0.1 (ephemeral port) in a background thread: ``with FakeServer(app) as s: s.url``.
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1") -> None:
+    Also runs the project's own apps in tests (the gateway, the live page): ``lifespan="on"`` runs their startup,
+    other keywords go to ``uvicorn.Config`` (``ssl_certfile``, ``ws_max_size``...).
+    """
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", lifespan: str = "off", **uvicorn_options: Any) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError("fake vendors only listen on loopback")
         self.app = app
         self.host = host
+        self.lifespan = lifespan
+        self.options = uvicorn_options
         self.port = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.options.get("ssl_certfile") else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> FakeServer:
         import uvicorn
@@ -161,13 +168,13 @@ class FakeServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False,
-                                timeout_graceful_shutdown=1)
+        config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False,
+                                timeout_graceful_shutdown=1, **self.options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, args=(sock,), name=f"fake-vendor-{self.port}",
                                         daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("fake vendor server did not start")

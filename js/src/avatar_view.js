@@ -1066,6 +1066,8 @@ class AvatarRenderer {
   }
 }
 
+export { AvatarRenderer };
+
 export default {
   render({ model, el }) {
     const view = new AvatarRenderer(model, el);

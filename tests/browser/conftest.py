@@ -8,6 +8,7 @@ stopped afterwards. Screenshots go to ``test-artifacts/`` (git-ignored) for a pe
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -203,18 +204,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def browser_context(tmp_path: Path) -> Iterator[Any]:
-    """A Playwright persistent context of the system Chromium with a fresh, temporary profile."""
+def _chromium(profile: Path, extra_args: list[str]) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make system-deps)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
+            str(profile),
             executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
+            args=CHROMIUM_ARGS + extra_args,
             headless=True,
             viewport={"width": 1100, "height": 900},
         )
@@ -222,6 +221,28 @@ def browser_context(tmp_path: Path) -> Iterator[Any]:
             yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser_context(tmp_path: Path) -> Iterator[Any]:
+    """A Playwright persistent context of the system Chromium with a fresh, temporary profile."""
+    yield from _chromium(tmp_path / "chromium-profile", [])
+
+
+@pytest.fixture
+def browser_with(tmp_path: Path) -> Iterator[Callable[[list[str]], Any]]:
+    """``browser_with(extra_flags)``: like ``browser_context`` with more Chromium flags (e.g. a fake microphone)."""
+    gens: list[Iterator[Any]] = []
+
+    def launch(extra: list[str]) -> Any:
+        gen = _chromium(tmp_path / f"chromium-profile-{len(gens)}", extra)
+        gens.append(gen)
+        return next(gen)
+
+    yield launch
+    for gen in gens:
+        with contextlib.suppress(StopIteration):
+            next(gen)
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from avatarium_lab.config import Config
 from avatarium_lab.conversation import Store
 from avatarium_lab.gateway import create_app
 from avatarium_lab.pipeline import Pipeline
+from avatarium_lab.testing.fake_vendors import FakeServer
 from avatarium_lab.testing.instant import InstantVoice
 from avatarium_lab.testing.scripted import ScriptedProvider
 
@@ -78,25 +78,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_uvicorn(app: Any, port: int, **kwargs: Any) -> Any:
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **kwargs)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    server._thread = thread
-    return server
-
-
-def stop_uvicorn(server: Any) -> None:
-    server.should_exit = True
-    server._thread.join(timeout=10)
+def stop_uvicorn(server: FakeServer) -> None:
+    server.stop()
 
 
 def make_gateway(tmp_path: Path, *, limits: dict[str, Any] | None = None, chunk_delay: float = 0.0,
@@ -119,9 +102,9 @@ def make_gateway(tmp_path: Path, *, limits: dict[str, Any] | None = None, chunk_
     pipeline = Pipeline(config, provider=provider, voice=InstantVoice())
     app = create_app(config, store, pipelines={config.name: pipeline}, clock=rate_clock, warm=False,
                      stt=_stt_for_tests())
-    port = free_port()
-    server = start_uvicorn(app, port, ws_max_size=config.limits.max_frame_bytes + 4096,
-                           **({"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}))
+    server = FakeServer(app, lifespan="on", ws_max_size=config.limits.max_frame_bytes + 4096,
+                        **({"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {})).start()
+    port = server.port
     scheme = "https" if ssl else "http"
     return Running(f"{scheme}://127.0.0.1:{port}", f"{'wss' if ssl else 'ws'}://127.0.0.1:{port}", store, clock,
                    provider, keys, tenants, app, server)
