@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 SCRIPT = "Hello there! The ocean is wide and deep. Whales sing across the water."
 
 
-def _server(tmp_path: Path) -> tuple[FakeServer, str, Store]:
+def _server(tmp_path: Path, ssl: dict[str, str] | None = None) -> tuple[FakeServer, str, Store]:
     from avatarium_lab.app.live import create_server
     from avatarium_lab.stt import make_stt
 
@@ -37,7 +37,8 @@ def _server(tmp_path: Path) -> tuple[FakeServer, str, Store]:
     pipeline = Pipeline(config, provider=ScriptedProvider(script=SCRIPT, chunk_delay=0.03), voice=InstantVoice())
     app = create_server([config], store, pipelines={config.name: pipeline}, warm=False,
                         stt=make_stt("whisper-tiny"))
-    return FakeServer(app, lifespan="on").start(), key, store
+    tls = {"ssl_certfile": ssl["cert"], "ssl_keyfile": ssl["key"]} if ssl else {}
+    return FakeServer(app, lifespan="on", **tls).start(), key, store
 
 
 def _login(page: Any, key: str, poll: Any) -> Any:
@@ -160,6 +161,48 @@ def test_speaking_into_the_microphone(tmp_path: Path, browser_with, poll, artifa
             messages = c.get(f"/v1/conversations/{conversation}/transcript").json()["messages"]
         assert messages[0]["role"] == "user" and messages[0]["content"].lower() == heard
         json.dumps(messages)
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_the_external_python_client_talks_to_the_served_app(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("avatarium_example_client",
+                                                  Path(__file__).resolve().parents[2] / "examples" / "client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    server, key, store = _server(tmp_path)
+    try:
+        result = client.talk(server.url, key, "Hello from outside")
+        assert result["reason"] == "complete" and "ocean is wide" in result["reply"]
+        assert result["visemes"] > 0 and result["audio_seconds"] > 0
+        assert httpx.get(f"{server.url}/app", timeout=30).status_code == 200  # the page, on the same server
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_the_page_over_https_with_a_self_signed_certificate(tmp_path: Path, browser_with, poll, artifact) -> None:
+    import subprocess
+
+    cert, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(keyfile), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = browser_with(["--ignore-certificate-errors"])  # the test's own self-signed certificate
+    server, key, store = _server(tmp_path, ssl={"cert": str(cert), "key": str(keyfile)})
+    try:
+        assert server.url.startswith("https://")
+        page = context.new_page()
+        page.goto(f"{server.url}/app", timeout=120_000)
+        root = _login(page, key, poll)
+        page.locator("input.av-input").fill("Hello over TLS")
+        page.get_by_role("button", name="Send").click()
+        poll(lambda: root.get_attribute("data-turns") == "1", 60, "a turn over WSS")
+        assert "ocean is wide" in page.locator(".av-reply").inner_text()
+        artifact("live_page_https.png", page.screenshot())
     finally:
         server.stop()
         store.close()
