@@ -420,9 +420,10 @@ async def test_pocketsphinx_returns_a_timed_transcript(sphinx: PocketsphinxSTT) 
     assert all("(" not in w.word and not w.word.startswith(("<", "[")) for w in t.words)
     silent = await sphinx.transcribe(np.zeros(16000, np.float32), 16000)
     assert silent.text == "" and silent.words == ()
+    before = await sphinx.transcribe(*items[0][1:])  # the very same samples (a new synthesis may differ slightly)
     await sphinx.transcribe(*espeak_speech("Hello there, how are you today?", "en-us+f3"))
-    again = await sphinx.transcribe(*espeak_speech(SENTENCES))
-    assert again.text == t.text  # what it heard before does not change what it hears now
+    again = await sphinx.transcribe(*items[0][1:])
+    assert again.text == before.text  # what it heard in between does not change what it hears now
 
 
 @pytest.mark.asyncio

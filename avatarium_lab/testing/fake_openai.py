@@ -111,6 +111,23 @@ def _rate_limited(fault: Fault, model: str) -> JSONResponse:
     return _error(429, {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"},
                   headers)
 
+def fault_response(fault: Any, record: dict[str, Any], token: str, model: str) -> JSONResponse | None:
+    """The HTTP error an injected ``status`` / ``rate_limit`` fault answers with, as OpenAI words it (401 with the
+    masked key, 429 with rate-limit headers, other statuses with their bodies); None for other faults. Shared by
+    the chat, speech and transcription fakes."""
+    if fault is not None and fault.kind == "status" and fault.status != 429:
+        record["outcome"] = "fault:status"
+        if fault.status == 401:
+            return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your "
+                                "API key at https://platform.openai.com/account/api-keys.",
+                                "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
+        return _status_error(fault.status, model)
+    if fault is not None and fault.kind in ("rate_limit", "status"):
+        record["outcome"] = "fault:rate_limit"
+        return _rate_limited(fault, model)
+    return None
+
+
 
 def _partial_from(messages: list[Any]) -> str | None:
     """The assistant text a continuation request asks to finish, or None for an ordinary request."""
@@ -155,16 +172,9 @@ def make_openai_app(behaviour: FakeBehaviour) -> Starlette:
             return _error(400, {"message": "This fake server only streams: set stream=true.",
                                 "type": "invalid_request_error", "param": "stream", "code": None})
         fault = behaviour.next_fault()
-        if fault is not None and fault.kind == "status" and fault.status != 429:
-            record["outcome"] = "fault:status"
-            if fault.status == 401:
-                return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your "
-                                    "API key at https://platform.openai.com/account/api-keys.",
-                                    "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
-            return _status_error(fault.status, model)
-        if fault is not None and fault.kind in ("rate_limit", "status"):
-            record["outcome"] = "fault:rate_limit"
-            return _rate_limited(fault, model)
+        refused = fault_response(fault, record, token, model)
+        if refused is not None:
+            return refused
 
         pieces = behaviour.reply_for(_partial_from(body["messages"]))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))

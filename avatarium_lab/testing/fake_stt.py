@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .fake_openai import _NO_KEY_MESSAGE, _error, _rate_limited, _request_id, _status_error, mask_key
+from .fake_openai import _NO_KEY_MESSAGE, _error, _request_id, _status_error, fault_response, mask_key
 from .fake_tts import _ignore, _paced, _pieces, _record, _tracked
 from .fake_vendors import FakeBehaviour
 
@@ -215,16 +215,9 @@ def make_openai_stt_app(behaviour: FakeBehaviour, *, text: str | Callable[[Uploa
                             "file", "audio_too_short")
 
         fault = behaviour.next_fault()
-        if fault is not None and fault.kind == "status" and fault.status != 429:
-            record["outcome"] = "fault:status"
-            if fault.status == 401:
-                return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your "
-                                    "API key at https://platform.openai.com/account/api-keys.",
-                                    "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
-            return _status_error(fault.status, model)
-        if fault is not None and fault.kind in ("rate_limit", "status"):
-            record["outcome"] = "fault:rate_limit"
-            return _rate_limited(fault, model)
+        refused = fault_response(fault, record, token, model)
+        if refused is not None:
+            return refused
         fault = _ignore(record, fault, ("stall_before_first", "truncate", "invalid_json"))
         if fault is not None and fault.kind == "stall_before_first":
             record["outcome"] = "fault:stall_before_first"

@@ -51,7 +51,7 @@ from starlette.routing import Route
 from ..events import TimedPhoneme
 from ..lipsync.phonemize import phonemize, strip_marks
 from .fake_google import API_VERSIONS, error_body, invalid_key_body, rate_limit_body
-from .fake_openai import _NO_KEY_MESSAGE, _error, _rate_limited, _request_id, _status_error, mask_key
+from .fake_openai import _NO_KEY_MESSAGE, _error, _request_id, _status_error, fault_response, mask_key
 from .fake_vendors import FakeBehaviour, Fault, InjectedTruncation
 
 log = logging.getLogger(__name__)
@@ -294,16 +294,9 @@ def make_openai_tts_app(behaviour: FakeBehaviour, *, chunk_bytes: int = 2401) ->
             return _error(400, {"message": "This fake serves only response_format='pcm'.",
                                 "type": "invalid_request_error", "param": "response_format", "code": None})
         fault = behaviour.next_fault()
-        if fault is not None and fault.kind == "status" and fault.status != 429:
-            record["outcome"] = "fault:status"
-            if fault.status == 401:
-                return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your "
-                                    "API key at https://platform.openai.com/account/api-keys.",
-                                    "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
-            return _status_error(fault.status, model)
-        if fault is not None and fault.kind in ("rate_limit", "status"):
-            record["outcome"] = "fault:rate_limit"
-            return _rate_limited(fault, model)
+        refused = fault_response(fault, record, token, model)
+        if refused is not None:
+            return refused
         fault = _ignore(record, fault, ("stall_before_first", "stall_mid", "truncate"))
         pcm = await asyncio.to_thread(speech_pcm, body["input"], OPENAI_RATE)
         stream = _paced(behaviour, record, fault, _pieces(pcm, max(1, chunk_bytes)))
