@@ -111,6 +111,26 @@ def _rate_limited(fault: Fault, model: str) -> JSONResponse:
     return _error(429, {"message": message, "type": "requests", "param": None, "code": "rate_limit_exceeded"},
                   headers)
 
+
+def _invalid_key(token: str) -> JSONResponse:
+    return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
+                        "https://platform.openai.com/account/api-keys.",
+                        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
+
+
+def check_key(request: Request, behaviour: FakeBehaviour) -> tuple[str, JSONResponse | None]:
+    """The bearer token of ``request`` and, if ``behaviour`` wants a key and this is not it, OpenAI's 401 (no key
+    / incorrect key, the key masked as OpenAI masks it). Shared by the chat, speech and transcription fakes."""
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if behaviour.api_key and token != behaviour.api_key:
+        if not token:
+            return token, _error(401, {"message": _NO_KEY_MESSAGE, "type": "invalid_request_error", "param": None,
+                                       "code": None})
+        return token, _invalid_key(token)
+    return token, None
+
+
 def fault_response(fault: Any, record: dict[str, Any], token: str, model: str) -> JSONResponse | None:
     """The HTTP error an injected ``status`` / ``rate_limit`` fault answers with, as OpenAI words it (401 with the
     masked key, 429 with rate-limit headers, other statuses with their bodies); None for other faults. Shared by
@@ -118,9 +138,7 @@ def fault_response(fault: Any, record: dict[str, Any], token: str, model: str) -
     if fault is not None and fault.kind == "status" and fault.status != 429:
         record["outcome"] = "fault:status"
         if fault.status == 401:
-            return _error(401, {"message": f"Incorrect API key provided: {mask_key(token)}. You can find your "
-                                "API key at https://platform.openai.com/account/api-keys.",
-                                "type": "invalid_request_error", "param": None, "code": "invalid_api_key"})
+            return _invalid_key(token)
         return _status_error(fault.status, model)
     if fault is not None and fault.kind in ("rate_limit", "status"):
         record["outcome"] = "fault:rate_limit"
@@ -147,14 +165,9 @@ def make_openai_app(behaviour: FakeBehaviour) -> Starlette:
     """The fake OpenAI chat-completions server for ``behaviour`` (run it with ``FakeServer``)."""
 
     async def chat_completions(request: Request) -> Response:
-        token = request.headers.get("authorization", "")
-        token = token[7:].strip() if token.lower().startswith("bearer ") else ""
-        if behaviour.api_key and token != behaviour.api_key:
-            message = _NO_KEY_MESSAGE if not token else (
-                f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
-                "https://platform.openai.com/account/api-keys.")
-            return _error(401, {"message": message, "type": "invalid_request_error", "param": None,
-                                "code": None if not token else "invalid_api_key"})
+        token, refused = check_key(request, behaviour)
+        if refused is not None:
+            return refused
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):

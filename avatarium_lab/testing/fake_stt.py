@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .fake_openai import _NO_KEY_MESSAGE, _error, _request_id, _status_error, fault_response, mask_key
+from .fake_openai import _error, _request_id, _status_error, check_key, fault_response
 from .fake_tts import _ignore, _paced, _pieces, _record, _tracked
 from .fake_vendors import FakeBehaviour
 
@@ -162,14 +162,9 @@ def make_openai_stt_app(behaviour: FakeBehaviour, *, text: str | Callable[[Uploa
         return behaviour.script if text is None else text
 
     async def transcriptions(request: Request) -> Response:
-        token = request.headers.get("authorization", "")
-        token = token[7:].strip() if token.lower().startswith("bearer ") else ""
-        if behaviour.api_key and token != behaviour.api_key:
-            message = _NO_KEY_MESSAGE if not token else (
-                f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
-                "https://platform.openai.com/account/api-keys.")
-            return _error(401, {"message": message, "type": "invalid_request_error", "param": None,
-                                "code": None if not token else "invalid_api_key"})
+        token, refused = check_key(request, behaviour)
+        if refused is not None:
+            return refused
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
             return _error(413, {"message": f"Maximum content size limit ({MAX_UPLOAD_BYTES}) exceeded ({declared} "

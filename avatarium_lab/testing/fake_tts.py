@@ -51,7 +51,7 @@ from starlette.routing import Route
 from ..events import TimedPhoneme
 from ..lipsync.phonemize import phonemize, strip_marks
 from .fake_google import API_VERSIONS, error_body, invalid_key_body, rate_limit_body
-from .fake_openai import _NO_KEY_MESSAGE, _error, _request_id, _status_error, fault_response, mask_key
+from .fake_openai import _error, _request_id, _status_error, check_key, fault_response
 from .fake_vendors import FakeBehaviour, Fault, InjectedTruncation
 
 log = logging.getLogger(__name__)
@@ -262,14 +262,9 @@ def make_openai_tts_app(behaviour: FakeBehaviour, *, chunk_bytes: int = 2401) ->
     """The fake OpenAI speech endpoint: raw 24 kHz PCM16 (``response_format="pcm"``) in ``chunk_bytes`` pieces."""
 
     async def speech(request: Request) -> Response:
-        token = request.headers.get("authorization", "")
-        token = token[7:].strip() if token.lower().startswith("bearer ") else ""
-        if behaviour.api_key and token != behaviour.api_key:
-            message = _NO_KEY_MESSAGE if not token else (
-                f"Incorrect API key provided: {mask_key(token)}. You can find your API key at "
-                "https://platform.openai.com/account/api-keys.")
-            return _error(401, {"message": message, "type": "invalid_request_error", "param": None,
-                                "code": None if not token else "invalid_api_key"})
+        token, refused = check_key(request, behaviour)
+        if refused is not None:
+            return refused
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
