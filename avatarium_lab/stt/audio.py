@@ -8,6 +8,7 @@ or ``audio_too_long``; NaN and infinite samples become silence and samples are c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -88,3 +89,12 @@ def check_language(language: str, *, engine: str, english_only: bool) -> str:
                                 "cloud engine (openai:<model>) for other languages", engine=engine,
                                 code="unsupported_language")
     return code
+
+
+async def prepare(samples: np.ndarray, sample_rate: int, *, engine: str, language: str, english_only: bool,
+                  max_seconds: float = DEFAULT_MAX_SECONDS) -> tuple[str, np.ndarray, float]:
+    """What every engine does first: ``(language code, samples at 16 kHz, duration in seconds)``, with typed errors
+    for an unsupported language or unusable audio; the resampling runs off the event loop."""
+    code = check_language(language, engine=engine, english_only=english_only)
+    audio, duration = await asyncio.to_thread(to_16k, samples, sample_rate, engine=engine, max_seconds=max_seconds)
+    return code, audio, duration

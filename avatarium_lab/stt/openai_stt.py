@@ -44,7 +44,7 @@ from ..providers.openai_chat import _cause_chain, _env_header_names, map_status
 from ..secrets import Secret, redact, resolve_key
 from ..tts.audio import wav_bytes
 from . import Transcript, register_stt
-from .audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, check_language, is_silent, to_16k
+from .audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, is_silent, prepare
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,9 @@ class OpenAISTT:
 
     async def transcribe(self, samples: np.ndarray, sample_rate: int, *, language: str = "en") -> Transcript:
         t0 = time.perf_counter()
-        code = check_language(language, engine=self.name, english_only=False)
+        code, audio, duration = await prepare(samples, sample_rate, engine=self.name, language=language,
+                                              english_only=False, max_seconds=self.max_seconds)
         iso = code.split("-")[0]
-        audio, duration = await asyncio.to_thread(to_16k, samples, sample_rate, engine=self.name,
-                                                  max_seconds=self.max_seconds)
         if is_silent(audio):  # nothing to hear: no paid request
             return Transcript("", iso, duration, time.perf_counter() - t0, self.name)
         wav = await asyncio.to_thread(wav_bytes, audio, SAMPLE_RATE)

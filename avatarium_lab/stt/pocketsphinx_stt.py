@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import SpeechToTextError
 from . import TimedWord, Transcript, register_stt
-from .audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, check_language, is_silent, to_16k
+from .audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, is_silent, prepare
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,8 @@ class PocketsphinxSTT:
 
     async def transcribe(self, samples: np.ndarray, sample_rate: int, *, language: str = "en") -> Transcript:
         t0 = time.perf_counter()
-        check_language(language, engine=ENGINE, english_only=True)
-        audio, duration = await asyncio.to_thread(to_16k, samples, sample_rate, engine=ENGINE,
-                                                  max_seconds=self.max_seconds)
+        _, audio, duration = await prepare(samples, sample_rate, engine=ENGINE, language=language, english_only=True,
+                                           max_seconds=self.max_seconds)
         if is_silent(audio):
             return Transcript("", "en", duration, time.perf_counter() - t0, ENGINE)
         words = await asyncio.to_thread(self._decode, audio)
