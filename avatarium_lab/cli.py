@@ -10,6 +10,7 @@ import sys
 import wave
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import AvatariumError
 from .secrets import install_log_redaction, redact
@@ -216,40 +217,35 @@ def cmd_avatars(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The live page and the gateway on the embedded defaults, with a fresh demo key printed once."""
+def _run_gateway(command: str, configs: list[Any] | None, **options: Any) -> int:
+    """``avatarium serve`` / ``demo``: run the gateway until Ctrl+C; an insecure bind is exit code 2."""
     from .gateway.security import InsecureBind
     from .gateway.server import serve
 
+    try:
+        serve(configs, **options)
+    except InsecureBind as exc:
+        print(f"avatarium {command}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The live page and the gateway on the embedded defaults, with a fresh demo key printed once."""
     db = args.db or os.environ.get("AVATARIUM_DB_URL")
     if db is None:
         path = Path.home() / ".local" / "share" / "avatarium-lab" / "demo.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         db = f"sqlite:///{path}"
-    try:
-        serve([args.config] if args.config else None, host=args.address, port=args.port, db=db, ui=True,
-              demo_key=True)
-    except InsecureBind as exc:
-        print(f"avatarium demo: {exc.message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return _run_gateway("demo", [args.config] if args.config else None, host=args.address, port=args.port, db=db,
+                        ui=True, demo_key=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .gateway.security import InsecureBind
-    from .gateway.server import serve
-
-    try:
-        serve(args.config, host=args.host, port=args.port, certfile=args.certfile, keyfile=args.keyfile, db=args.db,
-              forwarded_allow_ips=args.forwarded_allow_ips, ui=args.ui)
-    except InsecureBind as exc:
-        print(f"avatarium serve: {exc.message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    return 0
+    return _run_gateway("serve", args.config, host=args.host, port=args.port, certfile=args.certfile,
+                        keyfile=args.keyfile, db=args.db, forwarded_allow_ips=args.forwarded_allow_ips, ui=args.ui)
 
 
 def build_parser() -> argparse.ArgumentParser:
